@@ -1,0 +1,42 @@
+// Elementwise complex kernels of the Phi-RFT's fused phase pass.
+//
+// Each kernel is compiled several times in simd_kernels.cpp, once per
+// instruction set (x86-64: SSE2 baseline, AVX2+FMA, AVX-512; ARM64: NEON,
+// which every ARMv8-A core has), and the best one the CPU supports is chosen
+// once at run time. QUANTONIUM_SIMD=<path> forces a lower path (tests use it
+// to check that every path gives the same numbers).
+//
+// Arrays are interleaved complex (re, im, re, im, ...); n counts complex
+// elements. Inputs and outputs never alias.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "quantonium/layout.hpp"
+
+namespace qn::simd {
+
+template <class T>
+struct Kernels {
+  /// out = a * p
+  void (*cmul)(const T* a, const T* p, T* out, index_t n);
+  /// out = a * conj(p)
+  void (*cmul_conj)(const T* a, const T* p, T* out, index_t n);
+  /// out = x * p, x real (n reals)
+  void (*rmul)(const T* x, const T* p, T* out, index_t n);
+  /// out = x * conj(p), x real
+  void (*rmul_conj)(const T* x, const T* p, T* out, index_t n);
+  /// out = x + 0i, x real
+  void (*real_to_complex)(const T* x, T* out, index_t n);
+};
+
+template <class T>
+const Kernels<T>& kernels();
+
+/// SIMD paths compiled into this binary, lowest first.
+std::vector<std::string> compiled_paths();
+/// The path in use (after QUANTONIUM_SIMD is applied), e.g. "avx2".
+std::string selected_path();
+
+}  // namespace qn::simd

@@ -1,0 +1,91 @@
+"""Type stubs of the compiled module quantonium_native._core."""
+
+from typing import Literal, TypedDict, overload
+
+import numpy as np
+import numpy.typing as npt
+
+__version__: str
+CANONICAL_MAX_N: int
+
+_F32 = npt.NDArray[np.float32]
+_F64 = npt.NDArray[np.float64]
+_C64 = npt.NDArray[np.complex64]
+_C128 = npt.NDArray[np.complex128]
+
+class BuildInfo(TypedDict):
+    version: str
+    fftw_version: str
+    compiler: str
+    architecture: str
+    simd_compiled: list[str]
+    simd_selected: str
+    planner_effort: str
+
+@overload
+def rft_forward(
+    x: _F32 | _C64, *, beta: float = 1.0, sigma: float = 1.0, axis: int = -1,
+    nthreads: int = 1, out: _C64 | None = None,
+) -> _C64: ...
+@overload
+def rft_forward(
+    x: npt.ArrayLike, *, beta: float = 1.0, sigma: float = 1.0, axis: int = -1,
+    nthreads: int = 1, out: _C128 | None = None,
+) -> _C128: ...
+@overload
+def rft_inverse(
+    y: _F32 | _C64, *, beta: float = 1.0, sigma: float = 1.0, axis: int = -1,
+    nthreads: int = 1, out: _C64 | None = None,
+) -> _C64: ...
+@overload
+def rft_inverse(
+    y: npt.ArrayLike, *, beta: float = 1.0, sigma: float = 1.0, axis: int = -1,
+    nthreads: int = 1, out: _C128 | None = None,
+) -> _C128: ...
+@overload
+def rft_real_forward(
+    x: _F32, *, beta: float = 1.0, sigma: float = 1.0, axis: int = -1,
+    nthreads: int = 1, out: _F32 | None = None,
+) -> _F32: ...
+@overload
+def rft_real_forward(
+    x: npt.ArrayLike, *, beta: float = 1.0, sigma: float = 1.0, axis: int = -1,
+    nthreads: int = 1, out: _F64 | None = None,
+) -> _F64: ...
+@overload
+def rft_real_inverse(
+    c: _F32, *, beta: float = 1.0, sigma: float = 1.0, axis: int = -1,
+    nthreads: int = 1, out: _F32 | None = None,
+) -> _F32: ...
+@overload
+def rft_real_inverse(
+    c: npt.ArrayLike, *, beta: float = 1.0, sigma: float = 1.0, axis: int = -1,
+    nthreads: int = 1, out: _F64 | None = None,
+) -> _F64: ...
+@overload
+def canonical_rft_forward(
+    x: _F32 | _C64, *, axis: int = -1, nthreads: int = 1, out: _C64 | None = None
+) -> _C64: ...
+@overload
+def canonical_rft_forward(
+    x: npt.ArrayLike, *, axis: int = -1, nthreads: int = 1, out: _C128 | None = None
+) -> _C128: ...
+@overload
+def canonical_rft_inverse(
+    X: _F32 | _C64, *, axis: int = -1, nthreads: int = 1, out: _C64 | None = None
+) -> _C64: ...
+@overload
+def canonical_rft_inverse(
+    X: npt.ArrayLike, *, axis: int = -1, nthreads: int = 1, out: _C128 | None = None
+) -> _C128: ...
+def canonical_basis(n: int) -> _C128: ...
+def canonical_unitarity_error(n: int) -> float: ...
+def build_info() -> BuildInfo: ...
+def set_planner_effort(
+    effort: Literal["estimate", "measure", "patient", "exhaustive"],
+) -> None: ...
+def clear_caches() -> None: ...
+def _fftw_c2c(
+    x: _C64 | _C128, *, inverse: bool = False, nthreads: int = 1,
+    out: _C64 | _C128 | None = None,
+) -> _C64 | _C128: ...
