@@ -104,6 +104,12 @@ inline std::vector<py::ssize_t> shape_of(const py::array& a) {
   return std::vector<py::ssize_t>(a.shape(), a.shape() + a.ndim());
 }
 
+inline std::string shape_str(const std::vector<py::ssize_t>& shape) {
+  std::string s = "(";
+  for (std::size_t i = 0; i < shape.size(); ++i) s += (i ? ", " : "") + std::to_string(shape[i]);
+  return s + (shape.size() == 1 ? ",)" : ")");
+}
+
 /// Validates `out` (or allocates it) for a result of dtype `dt` and `shape`.
 inline py::array prepare_out(const py::object& out, const py::dtype& dt,
                              const std::vector<py::ssize_t>& shape, const char* fname) {
@@ -116,9 +122,8 @@ inline py::array prepare_out(const py::object& out, const py::dtype& dt,
                          py::str(dt).cast<std::string>());
   const auto oshape = shape_of(o);
   if (oshape != shape)
-    throw py::value_error(std::string(fname) + ": out has shape " +
-                          py::str(py::tuple(py::cast(oshape))).cast<std::string>() +
-                          ", expected " + py::str(py::tuple(py::cast(shape))).cast<std::string>());
+    throw py::value_error(std::string(fname) + ": out has shape " + shape_str(oshape) +
+                          ", expected " + shape_str(shape));
   if (!o.writeable()) throw py::value_error(std::string(fname) + ": out is read-only");
   return o;
 }

@@ -47,73 +47,67 @@ inline ThreadSplit split_work(index_t rows, index_t row_bytes, int nthreads) {
   return s;
 }
 
+/// Reads row `src` (caller's layout) into contiguous complex `dst`, times the
+/// optional diagonal `pre`. Strided rows are first copied into `row` (n
+/// complex of scratch) so that the arithmetic always runs in the same SIMD
+/// kernel: a result never depends on the memory layout.
 template <class T>
 inline void gather_row(const RowsIn<T>& in, const T* src, index_t n, const T* pre, bool pre_conj,
-                       T* dst) {
+                       T* dst, T* row) {
   const auto& K = simd::kernels<T>();
   if (in.real) {
-    if (in.s_elem == 1) {
-      if (pre == nullptr)
-        K.real_to_complex(src, dst, n);
-      else if (pre_conj)
-        K.rmul_conj(src, pre, dst, n);
-      else
-        K.rmul(src, pre, dst, n);
-      return;
+    const T* x = src;
+    if (in.s_elem != 1) {
+      for (index_t k = 0; k < n; ++k) row[k] = src[k * in.s_elem];
+      x = row;
     }
-    for (index_t k = 0; k < n; ++k) {
-      const T x = src[k * in.s_elem];
-      if (pre == nullptr) {
-        dst[2 * k] = x;
-        dst[2 * k + 1] = T(0);
-      } else {
-        dst[2 * k] = x * pre[2 * k];
-        dst[2 * k + 1] = pre_conj ? -(x * pre[2 * k + 1]) : x * pre[2 * k + 1];
-      }
-    }
-    return;
-  }
-  if (in.s_elem == 2 && in.im_off == 1) {
     if (pre == nullptr)
-      std::memcpy(dst, src, static_cast<std::size_t>(n) * 2 * sizeof(T));
+      K.real_to_complex(x, dst, n);
     else if (pre_conj)
-      K.cmul_conj(src, pre, dst, n);
+      K.rmul_conj(x, pre, dst, n);
     else
-      K.cmul(src, pre, dst, n);
+      K.rmul(x, pre, dst, n);
     return;
   }
-  for (index_t k = 0; k < n; ++k) {
-    const T re = src[k * in.s_elem], im = src[k * in.s_elem + in.im_off];
-    if (pre == nullptr) {
-      dst[2 * k] = re;
-      dst[2 * k + 1] = im;
-    } else {
-      const T pr = pre[2 * k], pi = pre_conj ? -pre[2 * k + 1] : pre[2 * k + 1];
-      dst[2 * k] = re * pr - im * pi;
-      dst[2 * k + 1] = re * pi + im * pr;
+  const T* z = src;
+  if (in.s_elem != 2 || in.im_off != 1) {
+    T* target = pre == nullptr ? dst : row;
+    for (index_t k = 0; k < n; ++k) {
+      target[2 * k] = src[k * in.s_elem];
+      target[2 * k + 1] = src[k * in.s_elem + in.im_off];
     }
+    if (pre == nullptr) return;
+    z = row;
   }
+  if (pre == nullptr)
+    std::memcpy(dst, z, static_cast<std::size_t>(n) * 2 * sizeof(T));
+  else if (pre_conj)
+    K.cmul_conj(z, pre, dst, n);
+  else
+    K.cmul(z, pre, dst, n);
 }
 
+/// Writes contiguous complex `src`, times the optional diagonal `post`, to
+/// `dst` in the caller's layout (through `row` when strided, as above).
 template <class T>
-inline void scatter_row(const RowsOut<T>& out, const T* src, index_t n, const T* post, T* dst) {
-  if (out.s_elem == 2 && out.im_off == 1) {
+inline void scatter_row(const RowsOut<T>& out, const T* src, index_t n, const T* post, T* dst,
+                        T* row) {
+  const bool contiguous = out.s_elem == 2 && out.im_off == 1;
+  if (contiguous) {
     if (post == nullptr)
       std::memcpy(dst, src, static_cast<std::size_t>(n) * 2 * sizeof(T));
     else
       simd::kernels<T>().cmul(src, post, dst, n);
     return;
   }
+  const T* z = src;
+  if (post != nullptr) {
+    simd::kernels<T>().cmul(src, post, row, n);
+    z = row;
+  }
   for (index_t k = 0; k < n; ++k) {
-    T re = src[2 * k], im = src[2 * k + 1];
-    if (post != nullptr) {
-      const T pr = post[2 * k], pi = post[2 * k + 1];
-      const T r = re * pr - im * pi;
-      im = re * pi + im * pr;
-      re = r;
-    }
-    dst[k * out.s_elem] = re;
-    dst[k * out.s_elem + out.im_off] = im;
+    dst[k * out.s_elem] = z[2 * k];
+    dst[k * out.s_elem + out.im_off] = z[2 * k + 1];
   }
 }
 
@@ -135,18 +129,20 @@ void run_rows(const Batch& b, const RowsIn<T>& in, const RowsOut<T>& out,
   auto work = [&](index_t chunk_begin, index_t chunk_end) {
     AlignedBuffer<T> buf(static_cast<std::size_t>(B * n));
     AlignedBuffer<T> tmp(needs_tmp ? static_cast<std::size_t>(B * n) : 0);
+    AlignedBuffer<T> row(static_cast<std::size_t>(n));
+    T* row_s = reinterpret_cast<T*>(row.ptr);
     for (index_t c = chunk_begin; c < chunk_end; ++c) {
       const index_t r0 = c * B, r1 = std::min(rows, r0 + B);
       for (index_t r = r0; r < r1; ++r) {
         const index_t o = r / b.inner, i = r % b.inner;
         gather_row(in, in.data + o * in.s_outer + i * in.s_inner, n, pre_s, pre_conj,
-                   reinterpret_cast<T*>(buf.ptr + (r - r0) * n));
+                   reinterpret_cast<T*>(buf.ptr + (r - r0) * n), row_s);
       }
       const std::complex<T>* res = op(buf.ptr, tmp.ptr, B);
       for (index_t r = r0; r < r1; ++r) {
         const index_t o = r / b.inner, i = r % b.inner;
         scatter_row(out, reinterpret_cast<const T*>(res + (r - r0) * n), n, post_s,
-                    out.data + o * out.s_outer + i * out.s_inner);
+                    out.data + o * out.s_outer + i * out.s_inner, row_s);
       }
     }
   };
