@@ -120,8 +120,11 @@ const char* const kRawDoc = R"doc(
 Raw, unnormalised FFTW c2c transform of C-contiguous rows along the last axis.
 
 The performance floor of the benchmarks (bench/compare_numpy.py): the same
-plan cache and planner effort as the RFT, one out-of-place FFTW plan over the
-whole batch, no phases, no scaling. Not part of the stable API.
+plan cache and planner effort as the RFT, no phases, no scaling. With
+``blocked=False`` one out-of-place FFTW plan covers the whole batch (FFTW's own
+threads); with ``blocked=True`` the rows go through FFTW in the same
+cache-sized chunks, shared among threads, as the Phi-RFT. Not part of the
+stable API.
 )doc";
 
 template <qn::Direction D>
@@ -149,7 +152,8 @@ py::array rft_real(const py::object& x, double beta, double sigma, int axis, int
                         });
 }
 
-py::array raw_fftw(const py::object& xo, bool inverse, int nthreads, const py::object& out_obj) {
+py::array raw_fftw(const py::object& xo, bool inverse, int nthreads, bool blocked,
+                   const py::object& out_obj) {
   const char* fname = "_fftw_c2c";
   py::array x = as_array(xo);
   const DKind k = dkind(x);
@@ -173,7 +177,7 @@ py::array raw_fftw(const py::object& xo, bool inverse, int nthreads, const py::o
     const auto* ip = static_cast<const std::complex<T>*>(x.data());
     auto* op = static_cast<std::complex<T>*>(out.mutable_data());
     py::gil_scoped_release release;
-    qn::fftw_c2c_raw<T>(dir, rows, n, ip, op, nthreads);
+    qn::fftw_c2c_raw<T>(dir, rows, n, ip, op, nthreads, blocked);
   };
   if (k == DKind::c64)
     go(float{});
@@ -197,7 +201,7 @@ void add_rft(py::module_& m) {
         py::kw_only(), "beta"_a = 1.0, "sigma"_a = 1.0, "axis"_a = -1, "nthreads"_a = 1,
         "out"_a = py::none());
   m.def("_fftw_c2c", &raw_fftw, kRawDoc, "x"_a, py::kw_only(), "inverse"_a = false,
-        "nthreads"_a = 1, "out"_a = py::none());
+        "nthreads"_a = 1, "blocked"_a = false, "out"_a = py::none());
 }
 
 }  // namespace qnpy

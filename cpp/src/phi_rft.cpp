@@ -143,16 +143,37 @@ void real_rft(Direction dir, const Batch& b, const T* in, index_t in_s_outer, in
 
 template <class T>
 void fftw_c2c_raw(Direction dir, index_t rows, index_t n, const std::complex<T>* in,
-                  std::complex<T>* out, int nthreads) {
+                  std::complex<T>* out, int nthreads, bool blocked) {
   check_params(n, 1.0, 1.0, nthreads);
   if (rows == 0) return;
+  const int sign = dir == Direction::forward ? FFTW_FORWARD : FFTW_BACKWARD;
   const bool inplace = static_cast<const void*>(in) == static_cast<const void*>(out);
-  auto plan = detail::get_plan<T>(n, rows, dir == Direction::forward ? FFTW_FORWARD : FFTW_BACKWARD,
-                                  inplace, nthreads, detail::alignment_offset(in),
-                                  detail::alignment_offset(out));
   // FFTW's new-array execute takes a non-const input; an out-of-place c2c
   // plan does not write to it (FFTW_DESTROY_INPUT is not set).
-  plan->execute(const_cast<std::complex<T>*>(in), out);
+  auto* src = const_cast<std::complex<T>*>(in);
+  if (!blocked) {
+    auto plan = detail::get_plan<T>(n, rows, sign, inplace, nthreads, detail::alignment_offset(in),
+                                    detail::alignment_offset(out));
+    plan->execute(src, out);
+    return;
+  }
+  const auto split = detail::split_work(rows, n * index_t(sizeof(std::complex<T>)), nthreads);
+  const index_t B = split.chunk, nchunks = (rows + B - 1) / B;
+  auto work = [&](index_t c0, index_t c1) {
+    for (index_t c = c0; c < c1; ++c) {
+      const index_t r0 = c * B, cnt = std::min(B, rows - r0);
+      auto* ci = src + r0 * n;
+      auto* co = out + r0 * n;
+      detail::get_plan<T>(n, cnt, sign, inplace, split.op_threads, detail::alignment_offset(ci),
+                          detail::alignment_offset(co))
+          ->execute(ci, co);
+    }
+  };
+  const int W = static_cast<int>(std::min<index_t>(split.workers, nchunks));
+  std::vector<std::thread> threads;
+  for (int w = 1; w < W; ++w) threads.emplace_back(work, nchunks * w / W, nchunks * (w + 1) / W);
+  work(0, nchunks / W);
+  for (auto& t : threads) t.join();
 }
 
 void clear_caches() {
@@ -202,7 +223,7 @@ const char* planner_effort() {
   template void real_rft<T>(Direction, const Batch&, const T*, index_t, index_t, index_t, T*,    \
                             index_t, index_t, index_t, double, double, int);                     \
   template void fftw_c2c_raw<T>(Direction, index_t, index_t, const std::complex<T>*,             \
-                                std::complex<T>*, int);
+                                std::complex<T>*, int, bool);
 QN_INSTANTIATE(float)
 QN_INSTANTIATE(double)
 

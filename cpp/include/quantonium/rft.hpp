@@ -64,9 +64,12 @@ double canonical_unitarity_error(index_t n);
 
 /// Plain unnormalised FFTW c2c transform of contiguous rows (the performance
 /// floor used by the benchmarks): out[r, :] = FFT(in[r, :]) (sign -1 forward).
+/// `blocked` = false: one FFTW plan over the whole batch, FFTW's threads.
+/// `blocked` = true: the rows in the same cache-sized chunks the Phi-RFT uses
+/// (chunks shared among nthreads threads), without phases or copies.
 template <class T>
 void fftw_c2c_raw(Direction dir, index_t rows, index_t n, const std::complex<T>* in,
-                  std::complex<T>* out, int nthreads);
+                  std::complex<T>* out, int nthreads, bool blocked = false);
 
 /// Drop every cached FFTW plan, phase table and canonical basis.
 void clear_caches();

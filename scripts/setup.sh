@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Sets up everything Quantonium needs on a fresh Debian/Ubuntu machine, as root:
+# the system packages (apt), a virtual environment (.venv, or $QN_VENV) and the
+# project built from this checkout with its test dependencies.
+#
+#   bash scripts/setup.sh            # idempotent: a second run only rebuilds what changed
+#
+# The native build runs with warnings as errors (QN_WERROR=ON): the build is
+# kept clean. Afterwards use "$QN_VENV/bin/python" or activate the environment.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# pip's "Location ... is ignored" warnings (local package mirrors that this
+# machine does not have) are noise; everything else goes to stderr.
+quiet() { { grep -v "^WARNING: Location" || true; } >&2; }
+
+APT_PACKAGES=(build-essential pkg-config libfftw3-dev libeigen3-dev libbenchmark-dev)
+missing=()
+for p in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing system packages: ${missing[*]}" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+PY=${PYTHON:-python3}
+VENV=${QN_VENV:-.venv}
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "setup: creating the virtual environment $VENV" >&2
+  "$PY" -m venv "$VENV"
+fi
+echo "setup: building and installing quantonium (native extension, tests' dependencies)" >&2
+# The build directory is kept between runs so that rebuilds are incremental.
+"$VENV/bin/python" -m pip install -q ".[test,wheel]" \
+  -Cbuild-dir=build/py -Ccmake.define.QN_WERROR=ON 2>&1 | quiet
+"$VENV/bin/python" -c "import quantonium_native" || {
+  echo "setup: the build did not produce an importable quantonium_native (see the messages above)" >&2
+  exit 1
+}
