@@ -52,3 +52,10 @@ def test_sizes_above_the_limit_are_refused(rng):
         qn.canonical_rft_forward(np.zeros(n))
     with pytest.raises(ValueError, match="exceeds the supported maximum"):
         qn.canonical_basis(n)
+
+
+def test_the_largest_allowed_size_is_unitary():
+    n = qn.CANONICAL_MAX_N
+    assert qn.canonical_unitarity_error(n) < 1e-10
+    x = np.random.default_rng(1).standard_normal((2, n))
+    assert rel_err(qn.canonical_rft_inverse(qn.canonical_rft_forward(x)), x) < 1e-11

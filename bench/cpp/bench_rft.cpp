@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "quantonium/rft.hpp"
+#include "../../cpp/src/simd_kernels.hpp"  // internal: the phase kernel alone
 
 namespace {
 
@@ -86,6 +87,26 @@ void BM_FftwC2c(benchmark::State& state) {
   }
   set_counters<T>(state, n, rows);
 }
+
+// The fused phase multiply alone, on 4096 complex values held in cache: the
+// kernel that the SIMD paths differ in (choose one with QUANTONIUM_SIMD).
+template <class T>
+void BM_PhaseKernel(benchmark::State& state) {
+  const long n = 4096;
+  auto a = random_rows<T>(n), p = random_rows<T>(n);
+  std::vector<std::complex<T>> out(static_cast<std::size_t>(n));
+  const auto& K = qn::simd::kernels<T>();
+  for (auto _ : state) {
+    K.cmul(reinterpret_cast<const T*>(a.data()), reinterpret_cast<const T*>(p.data()),
+           reinterpret_cast<T*>(out.data()), n);
+    benchmark::DoNotOptimize(out.data());
+    benchmark::ClobberMemory();
+  }
+  state.SetItemsProcessed(state.iterations() * n);
+  state.SetLabel(qn::simd::selected_path());
+}
+BENCHMARK(BM_PhaseKernel<float>);
+BENCHMARK(BM_PhaseKernel<double>);
 
 #define QN_SIZES ->Arg(256)->Arg(1024)->Arg(4096)->Arg(8192)->Unit(benchmark::kMillisecond)->UseRealTime()
 
