@@ -62,3 +62,19 @@ def test_every_supported_simd_path_agrees():
     # an unknown request is ignored, and the report says what really runs
     chosen, _ = run_with("no-such-path", "complex64")
     assert chosen == default
+
+
+def test_type_stub_declares_every_public_name():
+    import ast
+    from pathlib import Path
+
+    from quantonium_native import _core
+
+    stub = Path(qn.__file__).with_name("_core.pyi")
+    tree = ast.parse(stub.read_text())
+    declared = {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
+    declared |= {n.target.id for n in tree.body if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name)}
+    runtime = {n for n in dir(_core) if not n.startswith("__") or n == "__version__"}
+    assert runtime - declared == set()
+    assert set(qn.__all__) <= declared
+    assert (Path(qn.__file__).parent / "py.typed").exists()
