@@ -14,6 +14,14 @@ canonical_rft_forward, canonical_rft_inverse
     Canonical (Gram-normalised golden-ratio) RFT, dense, n <= CANONICAL_MAX_N.
 canonical_basis, canonical_unitarity_error
     The cached canonical basis and its measured unitarity error.
+quantize_uniform, dequantize_uniform
+    Uniform scalar quantisation, one step per group, optional dead zone.
+quantize_fixed, dequantize_fixed
+    Fixed-rate RTN integers (2-8 bits) with fp16 scales (and minimums) per group.
+pack_bits, unpack_bits
+    LSB-first bit packing.
+rans_encode, rans_decode
+    Order-0 rANS entropy coding of int8 / int16 / uint8 symbol streams.
 build_info
     FFTW version, SIMD paths compiled and selected, compiler.
 set_planner_effort, clear_caches
@@ -29,11 +37,19 @@ from ._core import (
     canonical_rft_inverse,
     canonical_unitarity_error,
     clear_caches,
+    dequantize_fixed,
+    dequantize_uniform,
+    pack_bits,
+    quantize_fixed,
+    quantize_uniform,
+    rans_decode,
+    rans_encode,
     rft_forward,
     rft_inverse,
     rft_real_forward,
     rft_real_inverse,
     set_planner_effort,
+    unpack_bits,
 )
 
 __all__ = [
@@ -45,9 +61,17 @@ __all__ = [
     "canonical_rft_inverse",
     "canonical_unitarity_error",
     "clear_caches",
+    "dequantize_fixed",
+    "dequantize_uniform",
+    "pack_bits",
+    "quantize_fixed",
+    "quantize_uniform",
+    "rans_decode",
+    "rans_encode",
     "rft_forward",
     "rft_inverse",
     "rft_real_forward",
     "rft_real_inverse",
     "set_planner_effort",
+    "unpack_bits",
 ]

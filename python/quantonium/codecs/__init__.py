@@ -1,0 +1,101 @@
+"""The tensor codecs: a named, versioned registry.
+
+=================  ==========================================================
+name               what it does
+=================  ==========================================================
+``lossless``       bit-exact: exponent / mantissa byte planes + rANS
+``direct``         one uniform step in the weight domain + rANS
+``rft-dense``      real-orthogonal Phi-RFT along rows, then as ``direct``
+``fixed``          RTN int2-8 with an fp16 scale per group of 32/64/128, packed
+``rft-spectral``   keep the largest Phi-RFT coefficients along one axis
+``auto``           tries the others on the tensor, keeps the best, records why
+=================  ==========================================================
+
+Each payload carries its codec's name, version and parameters; a decoder
+refuses a newer version of its codec. ``encode_tensor`` / ``decode_tensor``
+are the entry points; small tensors (fewer than ``SMALL_TENSOR`` values, or
+one dimension: norms, biases) are stored ``lossless`` under ``auto``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from . import auto, lossless
+from .base import DTYPES, CodecError, Encoded, Target, dtype_name, itemsize, numpy_dtype
+from .fixed import Fixed
+from .scalar import Direct, RftDense
+from .spectral import Spectral
+
+__all__ = [
+    "CODECS",
+    "DTYPES",
+    "SMALL_TENSOR",
+    "CodecError",
+    "Encoded",
+    "Target",
+    "decode_tensor",
+    "encode_tensor",
+    "itemsize",
+    "numpy_dtype",
+]
+
+#: Tensors with fewer values than this (or with one dimension) are lossless under auto.
+SMALL_TENSOR = 4096
+
+
+class _Lossless:
+    name, version = lossless.NAME, lossless.VERSION
+    encode = staticmethod(lossless.encode)
+    decode = staticmethod(lossless.decode)
+
+
+#: name -> (version, factory taking the codec's options)
+CODECS: dict[str, tuple[int, Any]] = {
+    "lossless": (lossless.VERSION, lambda **o: _Lossless()),
+    "direct": (Direct.version, lambda **o: Direct(**o)),
+    "rft-dense": (RftDense.version, lambda **o: RftDense(**o)),
+    "fixed": (Fixed.version, lambda **o: Fixed(**o)),
+    "rft-spectral": (Spectral.version, lambda **o: Spectral(**o)),
+}
+
+
+def encode_tensor(
+    a: np.ndarray,
+    codec: str = "auto",
+    *,
+    snr_db: float | None = None,
+    bpw: float | None = None,
+    keep: float | None = None,
+    nthreads: int = 1,
+    options: dict[str, Any] | None = None,
+) -> Encoded:
+    """Encodes one float32/float16/bfloat16 tensor; the result's SNR and bits are measured."""
+    dtype_name(a)  # TypeError for other dtypes
+    if codec != "lossless" and not np.all(np.isfinite(np.asarray(a, np.float32))):
+        raise ValueError("tensor holds NaN or inf: only the lossless codec stores those")
+    if codec == "auto":
+        if a.ndim <= 1 or a.size < SMALL_TENSOR:
+            enc = lossless.encode(a, nthreads=nthreads)
+            enc.report = {"selected_by": "auto", "reason": f"small tensor (ndim {a.ndim}, {a.size} values): lossless"}
+            return enc
+        return auto.encode(a, Target(snr_db, bpw, keep), nthreads=nthreads)
+    if codec not in CODECS:
+        raise ValueError(f"unknown codec {codec!r}; expected one of auto, {', '.join(CODECS)}")
+    if codec == "lossless":
+        return lossless.encode(a, nthreads=nthreads)
+    return CODECS[codec][1](**(options or {})).encode(a, Target(snr_db, bpw, keep), nthreads=nthreads)
+
+
+def decode_tensor(payload, codec: str, shape: tuple[int, ...], dtype: str, *, nthreads: int = 1) -> np.ndarray:
+    """Decodes a payload; raises CodecError on anything inconsistent."""
+    if codec not in CODECS:
+        raise CodecError(f"unknown codec {codec!r}")
+    if dtype not in DTYPES:
+        raise CodecError(f"unknown dtype {dtype!r}")
+    out = CODECS[codec][1]().decode(payload, tuple(shape), dtype, nthreads=nthreads)
+    if out.shape != tuple(shape):
+        raise CodecError(f"{codec} decoded shape {out.shape}, expected {tuple(shape)}")
+    return out
