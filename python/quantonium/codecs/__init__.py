@@ -95,7 +95,12 @@ def decode_tensor(payload, codec: str, shape: tuple[int, ...], dtype: str, *, nt
         raise CodecError(f"unknown codec {codec!r}")
     if dtype not in DTYPES:
         raise CodecError(f"unknown dtype {dtype!r}")
-    out = CODECS[codec][1]().decode(payload, tuple(shape), dtype, nthreads=nthreads)
+    try:
+        out = CODECS[codec][1]().decode(payload, tuple(shape), dtype, nthreads=nthreads)
+    except CodecError:
+        raise
+    except ValueError as e:  # a native decoder's bounds check
+        raise CodecError(f"{codec}: {e}") from None
     if out.shape != tuple(shape):
         raise CodecError(f"{codec} decoded shape {out.shape}, expected {tuple(shape)}")
     return out
