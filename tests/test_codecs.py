@@ -50,13 +50,14 @@ def test_lossless_is_bit_exact(shape, dtype, seed, special):
 
 
 @settings(max_examples=20, deadline=None)
-@given(rows=st.integers(1, 60), cols=st.integers(1, 300), dtype=st.sampled_from(list(DTYPES)), codec=st.sampled_from(["direct", "rft-dense"]), snr=st.floats(8, 40), seed=st.integers(0, 2**31))
+@given(rows=st.integers(4, 60), cols=st.integers(64, 300), dtype=st.sampled_from(list(DTYPES)), codec=st.sampled_from(["direct", "rft-dense"]), snr=st.floats(8, 40), seed=st.integers(0, 2**31))
 def test_scalar_codecs_reach_the_target_snr(rows, cols, dtype, codec, snr, seed):
     a = weights(np.random.default_rng(seed), (rows, cols), dtype)
     enc = encode_tensor(a, codec, snr_db=snr)
     got, _ = measured_snr(a, enc)
     assert got == pytest.approx(enc.snr_db, abs=1e-6)  # the reported SNR is the measured one
-    # within 0.5 dB; a float16/bfloat16 result is also limited by the dtype's own rounding
+    # within 0.5 dB (for tensors of a few hundred values or more: the SNR of a tiny
+    # tensor moves in jumps); a float16/bfloat16 result is also limited by its own rounding
     assert abs(got - snr) <= 0.5 or (dtype != "float32" and got < snr and enc.params["step"] < 1e-3)
 
 

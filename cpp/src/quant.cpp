@@ -10,6 +10,7 @@
 #include <string>
 
 #include "parallel.hpp"
+#include "simd_kernels.hpp"
 
 namespace qn {
 
@@ -72,25 +73,14 @@ index_t quantize_uniform(const T* x, index_t count, const float* steps, index_t 
     if (!(steps[g] > 0.0f) || !std::isfinite(steps[g]))
       throw std::invalid_argument("every step must be finite and > 0 (group " + std::to_string(g) +
                                   ")");
-  constexpr T lo = static_cast<T>(std::numeric_limits<S>::min());
-  constexpr T hi = static_cast<T>(std::numeric_limits<S>::max());
   const T zero_bin = static_cast<T>(0.5 + dead_zone);
+  const auto& K = simd::quant_kernels<T, S>();
   std::atomic<index_t> clamped{0};
   detail::parallel_for(count, nthreads, group_size * 64, [&](index_t b, index_t e) {
     index_t bad = 0;
     for (index_t g0 = b; g0 < e; g0 += group_size) {
       const index_t g1 = std::min(e, g0 + group_size);
-      const T s = static_cast<T>(steps[g0 / group_size]);
-      for (index_t i = g0; i < g1; ++i) {
-        const T t = x[i] / s;
-        T r = std::nearbyint(t);
-        if (std::fabs(t) < zero_bin) r = T(0);
-        if (!(r >= lo && r <= hi)) {  // also catches NaN
-          ++bad;
-          r = std::isnan(r) ? T(0) : (r < lo ? lo : hi);
-        }
-        q[i] = static_cast<S>(r);
-      }
+      bad += K.quantize(x + g0, g1 - g0, static_cast<T>(steps[g0 / group_size]), zero_bin, q + g0);
     }
     clamped += bad;
   });
@@ -101,11 +91,11 @@ template <class S, class T>
 void dequantize_uniform(const S* q, index_t count, const float* steps, index_t group_size, T* out,
                         int nthreads) {
   if (group_size < 1) throw std::invalid_argument("group_size must be >= 1");
+  const auto& K = simd::quant_kernels<T, S>();
   detail::parallel_for(count, nthreads, group_size * 64, [&](index_t b, index_t e) {
     for (index_t g0 = b; g0 < e; g0 += group_size) {
       const index_t g1 = std::min(e, g0 + group_size);
-      const T s = static_cast<T>(steps[g0 / group_size]);
-      for (index_t i = g0; i < g1; ++i) out[i] = static_cast<T>(q[i]) * s;
+      K.dequantize(q + g0, g1 - g0, static_cast<T>(steps[g0 / group_size]), out + g0);
     }
   });
 }

@@ -10,8 +10,11 @@
 // multiply 2.2x faster than the SSE2 one (README, results).
 #include "simd_kernels.hpp"
 
+#include <cmath>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 
 #if defined(__GNUC__)
 #define QN_ALWAYS_INLINE inline __attribute__((always_inline))
@@ -74,6 +77,60 @@ QN_ALWAYS_INLINE void r2c_body(const T* QN_RESTRICT x, T* QN_RESTRICT out, index
   }
 }
 
+// Uniform quantisation of one run, in blocks of 256 so that GCC vectorises
+// each pass (it will not vectorise float -> int8 in one loop, nor a loop that
+// mixes the clamp with the out-of-range count): 1. count symbols outside S
+// (NaN included), 2. round (half to even), apply the dead zone, clamp, convert
+// to int32, 3. narrow to S. nearbyint becomes vroundps on AVX2/AVX-512.
+template <class T, class S>
+QN_ALWAYS_INLINE index_t quant_body(const T* QN_RESTRICT x, index_t n, T step, T zero_bin,
+                                    S* QN_RESTRICT q) {
+  constexpr T lo = static_cast<T>(std::numeric_limits<S>::min());
+  constexpr T hi = static_cast<T>(std::numeric_limits<S>::max());
+  index_t bad = 0;
+  std::int32_t tmp[256];
+  for (index_t b = 0; b < n; b += 256) {
+    const index_t m = n - b < 256 ? n - b : 256;
+    const T* xb = x + b;
+    int nb = 0;
+    for (index_t j = 0; j < m; ++j) {
+      const T r = std::nearbyint(xb[j] / step);
+      nb += !(r >= lo) | !(r <= hi);
+    }
+    for (index_t j = 0; j < m; ++j) {
+      const T t = xb[j] / step;
+      T r = std::nearbyint(t);
+      r = std::fabs(t) < zero_bin ? T(0) : r;
+      r = r < lo ? lo : r;
+      r = r > hi ? hi : r;
+      tmp[j] = static_cast<std::int32_t>(r);  // NaN only when nb > 0: the call fails then
+    }
+    S* qb = q + b;
+    for (index_t j = 0; j < m; ++j) qb[j] = static_cast<S>(tmp[j]);
+    bad += nb;
+  }
+  return bad;
+}
+
+template <class T, class S>
+QN_ALWAYS_INLINE void dequant_body(const S* QN_RESTRICT q, index_t n, T step, T* QN_RESTRICT out) {
+  for (index_t i = 0; i < n; ++i) out[i] = static_cast<T>(q[i]) * step;
+}
+
+#define QN_DEFINE_QUANT(SUFFIX, ATTR)                                                         \
+  template <class T, class S>                                                                \
+  ATTR index_t quant_##SUFFIX(const T* x, index_t n, T step, T zb, S* q) {                   \
+    return quant_body(x, n, step, zb, q);                                                    \
+  }                                                                                          \
+  template <class T, class S>                                                                \
+  ATTR void dequant_##SUFFIX(const S* q, index_t n, T step, T* out) {                        \
+    dequant_body(q, n, step, out);                                                           \
+  }                                                                                          \
+  template <class T, class S>                                                                \
+  QuantKernels<T, S> make_quant_##SUFFIX() {                                                 \
+    return QuantKernels<T, S>{&quant_##SUFFIX<T, S>, &dequant_##SUFFIX<T, S>};               \
+  }
+
 // One set of kernels per instruction set. QN_TARGET is empty for the baseline.
 #define QN_DEFINE_KERNELS(SUFFIX, ATTR)                                                         \
   template <class T>                                                                           \
@@ -98,9 +155,12 @@ QN_ALWAYS_INLINE void r2c_body(const T* QN_RESTRICT x, T* QN_RESTRICT out, index
 
 #define QN_NO_ATTR
 QN_DEFINE_KERNELS(base, QN_NO_ATTR)
+QN_DEFINE_QUANT(base, QN_NO_ATTR)
 #if defined(QN_X86_64)
 QN_DEFINE_KERNELS(avx2, __attribute__((target("avx2,fma"))))
 QN_DEFINE_KERNELS(avx512, __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw,fma"))))
+QN_DEFINE_QUANT(avx2, __attribute__((target("avx2,fma"))))
+QN_DEFINE_QUANT(avx512, __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw,fma"))))
 #endif
 
 #if defined(QN_X86_64)
@@ -169,6 +229,29 @@ const Kernels<T>& kernels() {
 
 template const Kernels<float>& kernels<float>();
 template const Kernels<double>& kernels<double>();
+
+template <class T, class S>
+const QuantKernels<T, S>& quant_kernels() {
+  static const QuantKernels<T, S> k = [] {
+#if defined(QN_X86_64)
+    switch (selection().level) {
+      case 2:
+        return make_quant_avx512<T, S>();
+      case 1:
+        return make_quant_avx2<T, S>();
+      default:
+        break;
+    }
+#endif
+    return make_quant_base<T, S>();
+  }();
+  return k;
+}
+
+template const QuantKernels<float, std::int8_t>& quant_kernels<float, std::int8_t>();
+template const QuantKernels<float, std::int16_t>& quant_kernels<float, std::int16_t>();
+template const QuantKernels<double, std::int8_t>& quant_kernels<double, std::int8_t>();
+template const QuantKernels<double, std::int16_t>& quant_kernels<double, std::int16_t>();
 
 std::vector<std::string> compiled_paths() {
 #if defined(QN_X86_64)

@@ -34,6 +34,17 @@ struct Kernels {
 template <class T>
 const Kernels<T>& kernels();
 
+/// Uniform quantisation of one group (see quantonium/quant.hpp): returns the
+/// number of values that did not fit in S (clamped; NaN stored as 0).
+template <class T, class S>
+struct QuantKernels {
+  index_t (*quantize)(const T* x, index_t n, T step, T zero_bin, S* q);
+  void (*dequantize)(const S* q, index_t n, T step, T* out);
+};
+
+template <class T, class S>
+const QuantKernels<T, S>& quant_kernels();
+
 /// SIMD paths compiled into this binary, lowest first.
 std::vector<std::string> compiled_paths();
 /// The path in use (after QUANTONIUM_SIMD is applied), e.g. "avx2".
