@@ -8,6 +8,7 @@
 #include <limits>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 #include "parallel.hpp"
 #include "simd_kernels.hpp"
@@ -109,9 +110,33 @@ void check_bits(int bits, int lo, int hi) {
 }
 
 // Packs values v[0 .. e-b) as stream positions [b, e) (b a multiple of 8, so
-// bytes are not shared with other ranges).
+// bytes are not shared with other ranges). 8, 4 and 2 bits have byte-aligned
+// fast paths; the others go through a 64-bit accumulator.
 template <class U>
 void pack_range(const U* v, index_t b, index_t e, int bits, std::uint8_t* out) {
+  if (bits == 8 || bits == 4 || bits == 2) {
+    const int per = 8 / bits;
+    const index_t full = (e - b) / per;
+    std::uint8_t* o = out + b * bits / 8;
+    if (bits == 8) {
+      for (index_t j = 0; j < full; ++j) o[j] = static_cast<std::uint8_t>(v[j]);
+    } else if (bits == 4) {
+      for (index_t j = 0; j < full; ++j)
+        o[j] = static_cast<std::uint8_t>((v[2 * j] & 0xF) | ((v[2 * j + 1] & 0xF) << 4));
+    } else {
+      for (index_t j = 0; j < full; ++j)
+        o[j] = static_cast<std::uint8_t>((v[4 * j] & 3) | ((v[4 * j + 1] & 3) << 2) |
+                                         ((v[4 * j + 2] & 3) << 4) | ((v[4 * j + 3] & 3) << 6));
+    }
+    const index_t done = full * per;
+    if (done < e - b) {
+      std::uint8_t last = 0;
+      for (index_t i = done; i < e - b; ++i)
+        last = static_cast<std::uint8_t>(last | ((v[i] & ((1 << bits) - 1)) << ((i - done) * bits)));
+      o[full] = last;
+    }
+    return;
+  }
   std::uint64_t acc = 0;
   int nacc = 0;
   std::uint8_t* o = out + b * bits / 8;
@@ -131,6 +156,18 @@ void pack_range(const U* v, index_t b, index_t e, int bits, std::uint8_t* out) {
 // Unpacks stream positions [b, e) (b a multiple of 8) into v[0 .. e-b).
 template <class U>
 void unpack_range(const std::uint8_t* in, index_t b, index_t e, int bits, U* v) {
+  if (bits == 8 || bits == 4 || bits == 2) {
+    const std::uint8_t* p = in + b * bits / 8;
+    const int mask = (1 << bits) - 1;
+    if (bits == 8) {
+      for (index_t i = 0; i < e - b; ++i) v[i] = static_cast<U>(p[i]);
+    } else if (bits == 4) {
+      for (index_t i = 0; i < e - b; ++i) v[i] = static_cast<U>((p[i >> 1] >> ((i & 1) * 4)) & mask);
+    } else {
+      for (index_t i = 0; i < e - b; ++i) v[i] = static_cast<U>((p[i >> 2] >> ((i & 3) * 2)) & mask);
+    }
+    return;
+  }
   std::uint64_t acc = 0;
   int nacc = 0;
   const std::uint8_t* p = in + b * bits / 8;
@@ -170,19 +207,24 @@ bool quantize_fixed(const T* x, index_t count, int bits, index_t group_size, std
   const bool asym = mins != nullptr;
   const int qmax = (1 << (bits - 1)) - 1, levels = (1 << bits) - 1;
   std::atomic<bool> ok{true};
+  const auto& FK = simd::fixed_kernels();
   if (count > 0) std::memset(packed, 0, static_cast<std::size_t>(packed_bytes(count, bits)));
   detail::parallel_for(count, nthreads, group_size * 64, [&](index_t b, index_t e) {
     std::uint8_t sym[256 * 8];
     for (index_t g0 = b; g0 < e; g0 += group_size) {
       const index_t g1 = std::min(e, g0 + group_size), g = g0 / group_size;
-      float lo = 0.0f, hi = 0.0f, amax = 0.0f;
-      for (index_t i = g0; i < g1; ++i) {
-        const float v = static_cast<float>(x[i]);
-        lo = i == g0 ? v : std::min(lo, v);
-        hi = i == g0 ? v : std::max(hi, v);
-        amax = std::max(amax, std::fabs(v));
+      float lo = static_cast<float>(x[g0]), hi = lo;
+      if constexpr (std::is_same_v<T, float>) {
+        FK.minmax_f32(x + g0, g1 - g0, &lo, &hi);
+      } else {
+        for (index_t i = g0; i < g1; ++i) {
+          const float v = static_cast<float>(x[i]);
+          lo = v < lo ? v : lo;
+          hi = v > hi ? v : hi;
+        }
       }
-      float scale, m = 0.0f;
+      const float amax = std::max(std::fabs(lo), std::fabs(hi));
+      float m = 0.0f;
       if (asym) {
         mins[g] = float_to_half(lo);
         m = half_to_float(mins[g]);
@@ -190,24 +232,19 @@ bool quantize_fixed(const T* x, index_t count, int bits, index_t group_size, std
       } else {
         scales[g] = float_to_half(amax / static_cast<float>(qmax));
       }
-      scale = half_to_float(scales[g]);
-      if (!std::isfinite(scale) || !std::isfinite(m)) ok = false;
-      // quantise in sub-blocks of 256*8 values, then pack them
+      const float scale = half_to_float(scales[g]);
+      if (!std::isfinite(scale) || !std::isfinite(m) || !std::isfinite(lo) || !std::isfinite(hi))
+        ok = false;
+      const float off = asym ? 0.0f : static_cast<float>(qmax);
+      const float top = asym ? static_cast<float>(levels) : static_cast<float>(2 * qmax);
       for (index_t s0 = g0; s0 < g1; s0 += 256 * 8) {
         const index_t s1 = std::min(g1, s0 + index_t(256 * 8));
-        for (index_t i = s0; i < s1; ++i) {
-          const float v = static_cast<float>(x[i]);
-          int q;
-          if (scale == 0.0f || !std::isfinite(scale)) {
-            q = asym ? 0 : qmax;
-          } else if (asym) {
-            q = static_cast<int>(std::nearbyint((v - m) / scale));
-            q = std::min(std::max(q, 0), levels);
-          } else {
-            q = static_cast<int>(std::nearbyint(v / scale));
-            q = std::min(std::max(q, -qmax), qmax) + qmax;
-          }
-          sym[i - s0] = static_cast<std::uint8_t>(q);
+        if (scale == 0.0f || !std::isfinite(scale)) {
+          std::memset(sym, asym ? 0 : qmax, static_cast<std::size_t>(s1 - s0));
+        } else if constexpr (std::is_same_v<T, float>) {
+          FK.symbols_f32(x + s0, s1 - s0, m, scale, off, top, sym);
+        } else {
+          FK.symbols_f64(x + s0, s1 - s0, m, scale, off, top, sym);
         }
         // s0 is a multiple of 8 (group_size is), so whole bytes are written
         pack_range(sym, s0, s1, bits, packed);

@@ -117,6 +117,55 @@ QN_ALWAYS_INLINE void dequant_body(const S* QN_RESTRICT q, index_t n, T step, T*
   for (index_t i = 0; i < n; ++i) out[i] = static_cast<T>(q[i]) * step;
 }
 
+template <class T>
+QN_ALWAYS_INLINE void fixed_body(const T* QN_RESTRICT x, index_t n, float m, float scale, float off,
+                                 float top, std::uint8_t* QN_RESTRICT sym) {
+  std::int32_t tmp[256];
+  for (index_t b = 0; b < n; b += 256) {
+    const index_t len = n - b < 256 ? n - b : 256;
+    for (index_t j = 0; j < len; ++j) {
+      float r = std::nearbyint((static_cast<float>(x[b + j]) - m) / scale) + off;
+      r = r < 0.0f ? 0.0f : r;
+      r = r > top ? top : r;
+      tmp[j] = static_cast<std::int32_t>(r);
+    }
+    for (index_t j = 0; j < len; ++j) sym[b + j] = static_cast<std::uint8_t>(tmp[j]);
+  }
+}
+
+// min / max through the bit patterns: mapping a float's bits to a signed
+// integer that orders like the float (negative values flipped) turns the
+// reductions into integer min / max, which vectorise without -ffast-math.
+// NaNs map beyond the infinities, so they come out as NaN (never hidden).
+QN_ALWAYS_INLINE void minmax_body(const float* QN_RESTRICT x, index_t n, float* lo, float* hi) {
+  std::int32_t kmin = std::numeric_limits<std::int32_t>::max();
+  std::int32_t kmax = std::numeric_limits<std::int32_t>::min();
+  for (index_t i = 0; i < n; ++i) {
+    std::int32_t u;
+    std::memcpy(&u, x + i, 4);
+    const std::int32_t k = u ^ ((u >> 31) & 0x7FFFFFFF);
+    kmin = k < kmin ? k : kmin;
+    kmax = k > kmax ? k : kmax;
+  }
+  kmin ^= (kmin >> 31) & 0x7FFFFFFF;
+  kmax ^= (kmax >> 31) & 0x7FFFFFFF;
+  std::memcpy(lo, &kmin, 4);
+  std::memcpy(hi, &kmax, 4);
+}
+
+#define QN_DEFINE_FIXED(SUFFIX, ATTR)                                                         \
+  ATTR void minmax_##SUFFIX(const float* x, index_t n, float* lo, float* hi) {                \
+    minmax_body(x, n, lo, hi);                                                               \
+  }                                                                                          \
+  ATTR void fixed32_##SUFFIX(const float* x, index_t n, float m, float s, float o, float t,   \
+                             std::uint8_t* q) {                                               \
+    fixed_body(x, n, m, s, o, t, q);                                                         \
+  }                                                                                          \
+  ATTR void fixed64_##SUFFIX(const double* x, index_t n, float m, float s, float o, float t,  \
+                             std::uint8_t* q) {                                               \
+    fixed_body(x, n, m, s, o, t, q);                                                         \
+  }
+
 #define QN_DEFINE_QUANT(SUFFIX, ATTR)                                                         \
   template <class T, class S>                                                                \
   ATTR index_t quant_##SUFFIX(const T* x, index_t n, T step, T zb, S* q) {                   \
@@ -156,11 +205,14 @@ QN_ALWAYS_INLINE void dequant_body(const S* QN_RESTRICT q, index_t n, T step, T*
 #define QN_NO_ATTR
 QN_DEFINE_KERNELS(base, QN_NO_ATTR)
 QN_DEFINE_QUANT(base, QN_NO_ATTR)
+QN_DEFINE_FIXED(base, QN_NO_ATTR)
 #if defined(QN_X86_64)
 QN_DEFINE_KERNELS(avx2, __attribute__((target("avx2,fma"))))
 QN_DEFINE_KERNELS(avx512, __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw,fma"))))
 QN_DEFINE_QUANT(avx2, __attribute__((target("avx2,fma"))))
 QN_DEFINE_QUANT(avx512, __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw,fma"))))
+QN_DEFINE_FIXED(avx2, __attribute__((target("avx2,fma"))))
+QN_DEFINE_FIXED(avx512, __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw,fma"))))
 #endif
 
 #if defined(QN_X86_64)
@@ -244,6 +296,23 @@ const QuantKernels<T, S>& quant_kernels() {
     }
 #endif
     return make_quant_base<T, S>();
+  }();
+  return k;
+}
+
+const FixedKernels& fixed_kernels() {
+  static const FixedKernels k = [] {
+#if defined(QN_X86_64)
+    switch (selection().level) {
+      case 2:
+        return FixedKernels{&fixed32_avx512, &fixed64_avx512, &minmax_avx512};
+      case 1:
+        return FixedKernels{&fixed32_avx2, &fixed64_avx2, &minmax_avx2};
+      default:
+        break;
+    }
+#endif
+    return FixedKernels{&fixed32_base, &fixed64_base, &minmax_base};
   }();
   return k;
 }

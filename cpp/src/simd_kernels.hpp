@@ -10,6 +10,7 @@
 // elements. Inputs and outputs never alias.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -44,6 +45,18 @@ struct QuantKernels {
 
 template <class T, class S>
 const QuantKernels<T, S>& quant_kernels();
+
+/// Fixed-rate symbols of one group: sym = clamp(rint((float(x) - m) / scale) + off, 0, top).
+struct FixedKernels {
+  void (*symbols_f32)(const float* x, index_t n, float m, float scale, float off, float top,
+                      std::uint8_t* sym);
+  void (*symbols_f64)(const double* x, index_t n, float m, float scale, float off, float top,
+                      std::uint8_t* sym);
+  /// min and max of n > 0 floats (NaN in the input makes one of them NaN).
+  void (*minmax_f32)(const float* x, index_t n, float* lo, float* hi);
+};
+
+const FixedKernels& fixed_kernels();
 
 /// SIMD paths compiled into this binary, lowest first.
 std::vector<std::string> compiled_paths();
