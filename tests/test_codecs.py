@@ -111,6 +111,17 @@ def test_spectral_keeps_structure_and_destroys_noise(rng):
     assert s.report["truncation_snr_db"] >= s.snr_db - 0.5
 
 
+def test_spectral_value_precision_is_configurable(rng):
+    pos = np.arange(256)[:, None] * np.linspace(0.02, 0.2, 32)[None, :]
+    smooth = np.cos(pos).astype(np.float32)
+    coarse = encode_tensor(smooth, "rft-spectral", keep=0.1, options={"axis": 0, "value_margin_db": 0.0})
+    fine = encode_tensor(smooth, "rft-spectral", keep=0.1, options={"axis": 0, "value_margin_db": 30.0})
+    assert coarse.stored_values == fine.stored_values
+    assert fine.bpw > coarse.bpw and fine.snr_db > coarse.snr_db
+    with pytest.raises(ValueError, match="value_margin_db"):
+        encode_tensor(smooth, "rft-spectral", keep=0.1, options={"value_margin_db": -1.0})
+
+
 def test_spectral_snr_and_bpw_targets(rng):
     pos = np.arange(256)[:, None] * np.linspace(0.02, 0.2, 32)[None, :]
     smooth = np.cos(pos).astype(np.float32)

@@ -50,8 +50,13 @@ class Spectral:
     name = NAME
     version = VERSION
 
-    def __init__(self, axis: int = -1, beta: float = 1.0, sigma: float = 1.0) -> None:
-        self.axis, self.beta, self.sigma = axis, beta, sigma
+    def __init__(self, axis: int = -1, beta: float = 1.0, sigma: float = 1.0, value_margin_db: float = _VALUE_SNR_MARGIN_DB) -> None:
+        """``value_margin_db``: how far below the truncation error the quantisation noise of
+        the kept values is placed (the values' precision: each 6 dB costs about 1 bit per
+        kept real and imaginary part)."""
+        if not 0.0 <= value_margin_db <= 60.0:
+            raise ValueError("value_margin_db must be in [0, 60]")
+        self.axis, self.beta, self.sigma, self.margin = axis, beta, sigma, value_margin_db
 
     # rows: (rows, n) with the transform axis last
     def _rows(self, w: np.ndarray, axis: int) -> np.ndarray:
@@ -93,7 +98,7 @@ class Spectral:
             # step so that the value noise (2 parts * step^2/12 per kept value, times
             # multiplicity) sits _VALUE_SNR_MARGIN_DB below the truncation error
             mult = np.mean(_weights(n)[np.nonzero(keep.reshape(y.shape))[1]]) if k else 1.0
-            noise = dropped / 10 ** (_VALUE_SNR_MARGIN_DB / 10)
+            noise = dropped / 10 ** (self.margin / 10)
             step = math.sqrt(max(noise, 1e-30) * 12 / (2 * max(k, 1) * mult))
             amax = float(np.max(np.abs(np.concatenate([vals.real, vals.imag])))) if k else 0.0
             step = max(step, amax / 32000.0, 1e-30)
@@ -105,6 +110,7 @@ class Spectral:
             params = {
                 "axis": axis, "beta": self.beta, "sigma": self.sigma, "transform": "phi-rft",
                 "kept": int(k), "step": float(np.float32(step)), "symbols": sym, "values": "re-im",
+                "value_margin_db": self.margin,
             }
             return pack_payload(NAME, VERSION, params, [qn.rans_encode(bitmap), qn.rans_encode(q)]), params
 
@@ -112,7 +118,7 @@ class Spectral:
         if target.keep is not None:
             k = max(1, min(size, int(round(target.keep * size))))
         elif target.snr_db is not None:
-            k = self._k_for_snr(cum, total, target.snr_db)
+            k = self._k_for_snr(cum, total, target.snr_db, self.margin)
         else:
             lo, hi = 1, size
             if 8 * len(build(1)[0]) > target.bpw * a.size:
@@ -131,9 +137,9 @@ class Spectral:
         return enc
 
     @staticmethod
-    def _k_for_snr(cum: np.ndarray, total: float, goal: float) -> int:
+    def _k_for_snr(cum: np.ndarray, total: float, goal: float, margin_db: float) -> int:
         # truncation error must sit a little under the budget: the value noise adds to it
-        need = total - total / 10 ** (goal / 10) / (1 + 10 ** (-_VALUE_SNR_MARGIN_DB / 10))
+        need = total - total / 10 ** (goal / 10) / (1 + 10 ** (-margin_db / 10))
         return int(min(cum.size, np.searchsorted(cum, need) + 1))
 
     def decode(self, payload, shape: tuple[int, ...], dtype: str, *, nthreads: int = 1) -> np.ndarray:
