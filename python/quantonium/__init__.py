@@ -1,8 +1,11 @@
 """Quantonium: compress model weights with the Resonance Fourier Transform, and measure it.
 
-For now the package holds the numpy reference of the transforms
-(:mod:`quantonium.reference`) and the command line (:mod:`quantonium.cli`);
-the native kernels live in :mod:`quantonium_native`.
+Modules: :mod:`quantonium.reference` and :mod:`quantonium.quant_reference`
+(numpy oracles), :mod:`quantonium.codecs`, :mod:`quantonium.container` (.qnt),
+:mod:`quantonium.models` (model sources), :mod:`quantonium.pipeline`
+(compress / decompress / load) and :mod:`quantonium.cli`; the native kernels
+live in :mod:`quantonium_native`. ``quantonium.open(path)`` gives the
+container, ``quantonium.load(path)`` a ready transformers model and tokenizer.
 """
 
 from importlib.metadata import PackageNotFoundError, version
@@ -12,4 +15,18 @@ try:
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0+unknown"
 
-__all__ = ["__version__"]
+def open(path):  # noqa: A001 - the documented name
+    """The .qnt container with per-tensor access (:class:`quantonium.container.QntFile`)."""
+    from .container import QntFile
+
+    return QntFile(path)
+
+
+def load(path, *, threads: int = 1):
+    """A ready transformers model and its tokenizer, reconstructed from a .qnt file."""
+    from .pipeline import load as _load
+
+    return _load(path, threads=threads)
+
+
+__all__ = ["__version__", "load", "open"]

@@ -1,9 +1,13 @@
 """The ``quantonium`` command: one command, subcommands.
 
 Results go to stdout, progress and diagnostics to stderr; errors are one line
-and a non-zero exit. Subcommands arrive with their issues (compress,
-decompress, inspect, inventory, eval, compare, chat, serve, bench); today:
+and a non-zero exit. Subcommands (inventory, eval, compare, chat, serve and
+bench arrive with their issues):
 
+    quantonium compress SOURCE -o OUT.qnt [--codec C] [--bits B | --snr DB | --keep F]
+                        [--include RE] [--exclude RE] [--threads N] [--json]
+    quantonium decompress FILE.qnt -o DIR
+    quantonium inspect FILE.qnt [--json]
     quantonium info [--json]    build report and a measured round trip of every transform
 """
 
@@ -85,6 +89,47 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compress(args: argparse.Namespace) -> int:
+    from .pipeline import compress
+
+    targets = [t for t in (args.bits, args.snr, args.keep) if t is not None]
+    if len(targets) > 1:
+        raise CliError("give at most one of --bits, --snr, --keep")
+    res = compress(
+        args.source, args.outfile, codec=args.codec, bpw=args.bits, snr_db=args.snr, keep=args.keep,
+        include=args.include, exclude=args.exclude, threads=args.threads, progress=not args.quiet,
+    )
+    print(json.dumps(res.to_json(), indent=2) if args.json else res.summary())
+    return 0
+
+
+def cmd_decompress(args: argparse.Namespace) -> int:
+    from .pipeline import decompress
+
+    out = decompress(args.file, args.outdir, threads=args.threads)
+    print(f"wrote {out} (loads with transformers' from_pretrained)")
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from .container import QntFile
+
+    with QntFile(args.file) as f:
+        rows = [f.info(n) for n in f]
+        if args.json:
+            print(json.dumps({"model": f.model, "files": f.file_names, "tensors": rows}, indent=2))
+            return 0
+        m = f.model
+        total = sum(r["numel"] for r in rows)
+        print(f"{args.file}: {m.get('id', '?')} ({m.get('architecture', '?')}), format {f.version[0]}.{f.version[1]}, "
+              f"{len(rows)} tensors, {total:,} values, {f.size:,} bytes, {8 * f.size / max(total, 1):.3f} bpw (whole file)")
+        print(f"{'name':<60} {'shape':<18} {'codec':<13} {'bits':>12} {'bpw':>7} {'SNR dB':>8}")
+        for r in rows:
+            snr = "exact" if r["snr_db"] is None else f"{r['snr_db']:.2f}"
+            print(f"{r['name']:<60} {'x'.join(map(str, r['shape'])):<18} {r['codec']:<13} {r['bits']:>12,} {r['bpw']:>7.3f} {snr:>8}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="quantonium",
@@ -93,6 +138,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
+    c = sub.add_parser("compress", help="compress a model into a .qnt file",
+                       description="Compress a model (HF folder, model id in the local hub cache, .safetensors, .bin or .gguf) into one .qnt file.")
+    c.add_argument("source", help="folder, owner/name in the local hub cache, .safetensors, .bin or .gguf file")
+    c.add_argument("-o", "--outfile", required=True, help="the .qnt file to write")
+    c.add_argument("--codec", default="auto", choices=["auto", "direct", "rft-dense", "rft-spectral", "fixed", "lossless"])
+    c.add_argument("--bits", type=float, help="target bits per weight for each tensor")
+    c.add_argument("--snr", type=float, help="target SNR in dB for each tensor (default 30 when no target is given)")
+    c.add_argument("--keep", type=float, help="fraction of RFT coefficients to keep (rft-spectral)")
+    c.add_argument("--include", help="regex: tensors to code with the codec (default all); others are lossless")
+    c.add_argument("--exclude", help="regex: tensors to store lossless")
+    c.add_argument("--threads", type=int, default=2, help="tensors encoded at once (default 2)")
+    c.add_argument("--json", action="store_true", help="print the summary as JSON")
+    c.add_argument("--quiet", action="store_true", help="no progress bar")
+    c.set_defaults(func=cmd_compress)
+    d = sub.add_parser("decompress", help="write a .qnt file back as an HF folder")
+    d.add_argument("file")
+    d.add_argument("-o", "--outdir", required=True, help="a new (or empty) folder")
+    d.add_argument("--threads", type=int, default=2)
+    d.set_defaults(func=cmd_decompress)
+    i = sub.add_parser("inspect", help="per-tensor table of a .qnt file (name, shape, codec, bits, bpw, SNR)")
+    i.add_argument("file")
+    i.add_argument("--json", action="store_true")
+    i.set_defaults(func=cmd_inspect)
     info = sub.add_parser("info", help="build report and a measured round trip of every transform")
     info.add_argument("--json", action="store_true", help="print the report as JSON")
     info.set_defaults(func=cmd_info)
@@ -106,6 +174,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except CliError as e:
         print(f"quantonium: error: {e}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # output piped into head & co.
+        sys.stderr.close()
+        return 0
+    except (ValueError, OSError, KeyError) as e:  # QntFormatError, SourceError, missing files, ...
+        msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        print(f"quantonium: error: {msg}", file=sys.stderr)
         return 1
     except ImportError as e:
         print(f"quantonium: error: {e} (is the package installed? run: bash scripts/setup.sh)", file=sys.stderr)

@@ -1,0 +1,273 @@
+"""Where a model's tensors come from: an HF folder, the hub cache, a safetensors file, a GGUF file.
+
+``open_source(SOURCE)`` resolves SOURCE and returns a :class:`ModelSource`:
+the tensor names in file order, a lazy per-tensor reader (a model never has
+to sit in memory whole, except for GGUF, which transformers dequantises as a
+whole model), the configuration, the files to embed (config, tokenizer,
+generation config) and the licence read from the model's own metadata.
+
+Loading is offline only: a model id is looked up in the local Hugging Face
+cache and a missing model is a one-line error saying where it looked.
+``pytorch_model.bin`` checkpoints are read with ``torch.load(...,
+weights_only=True)``: never an untrusted pickle.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["EMBED_FILES", "ModelSource", "SourceError", "open_source"]
+
+#: Files copied into the .qnt so that it is self-contained.
+EMBED_FILES = (
+    "config.json",
+    "generation_config.json",
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+    "tokenizer.model",
+    "added_tokens.json",
+    "chat_template.jinja",
+    "README.md",
+    "LICENSE",
+)
+
+
+class SourceError(ValueError):
+    """A model source that cannot be used (missing, unreadable, unsupported)."""
+
+
+@dataclass
+class ModelSource:
+    """A resolved model: names, a lazy reader, and what to embed."""
+
+    source: str
+    kind: str
+    names: list[str]
+    read: Callable[[str], np.ndarray]
+    source_dtypes: dict[str, str]
+    source_bytes: int
+    config: dict[str, Any] = field(default_factory=dict)
+    files: dict[str, bytes] = field(default_factory=dict)
+    license: str = "unknown"
+    shared: dict[str, str] = field(default_factory=dict)  # name -> the name it shares storage with
+
+    @property
+    def model_id(self) -> str:
+        return str(self.config.get("_name_or_path") or Path(self.source).name)
+
+
+def _to_numpy(t) -> np.ndarray:
+    """A torch tensor as a numpy array in float32 / float16 / bfloat16 (or its own dtype)."""
+    import torch
+
+    t = t.detach().cpu()
+    if t.dtype == torch.bfloat16:
+        import ml_dtypes
+
+        return t.contiguous().view(torch.int16).numpy().view(ml_dtypes.bfloat16)
+    return t.contiguous().numpy()
+
+
+def _license_from(folder: Path, config: dict) -> str:
+    for key in ("license", "licence"):
+        if isinstance(config.get(key), str):
+            return config[key]
+    readme = folder / "README.md"
+    if readme.is_file():
+        head = readme.read_text(errors="replace")[:4000]
+        m = re.search(r"^---\s*$(.*?)^---\s*$", head, re.S | re.M)
+        if m:
+            lm = re.search(r"^license:\s*(\S+)", m.group(1), re.M)
+            if lm:
+                return lm.group(1).strip().strip("'\"")
+    return "unknown"
+
+
+def _embed(folder: Path) -> dict[str, bytes]:
+    return {name: (folder / name).read_bytes() for name in EMBED_FILES if (folder / name).is_file()}
+
+
+def _safetensors_source(source: str, files: list[Path], folder: Path | None) -> ModelSource:
+    from safetensors import safe_open
+
+    where: dict[str, Path] = {}
+    dtypes: dict[str, str] = {}
+    for f in files:
+        try:
+            with safe_open(str(f), framework="pt") as h:
+                for name in h.keys():
+                    if name in where:
+                        raise SourceError(f"{source}: tensor {name!r} appears in two shards")
+                    where[name] = f
+                    dtypes[name] = str(h.get_slice(name).get_dtype())
+        except SourceError:
+            raise
+        except Exception as e:  # safetensors raises its own error types
+            raise SourceError(f"{f}: not a readable safetensors file ({e})") from None
+
+    def read(name: str) -> np.ndarray:
+        with safe_open(str(where[name]), framework="pt") as h:
+            return _to_numpy(h.get_tensor(name))
+
+    config = json.loads((folder / "config.json").read_text()) if folder and (folder / "config.json").is_file() else {}
+    return ModelSource(
+        source=source,
+        kind="safetensors" if folder is None else "hf-folder",
+        names=list(where),
+        read=read,
+        source_dtypes=dtypes,
+        source_bytes=sum(f.stat().st_size for f in files),
+        config=config,
+        files=_embed(folder) if folder else {},
+        license=_license_from(folder, config) if folder else "unknown",
+    )
+
+
+def _bin_source(source: str, files: list[Path], folder: Path) -> ModelSource:
+    import torch
+
+    state: dict[str, Any] = {}
+    for f in files:
+        try:
+            part = torch.load(str(f), map_location="cpu", weights_only=True, mmap=True)
+        except Exception as e:
+            raise SourceError(f"{f}: cannot be read safely with torch.load(weights_only=True) ({e})") from None
+        if not isinstance(part, dict):
+            raise SourceError(f"{f}: not a state dict")
+        state.update(part)
+    seen: dict[tuple[int, int, tuple[int, ...]], str] = {}
+    shared: dict[str, str] = {}
+    for name, t in state.items():
+        key = (t.untyped_storage().data_ptr(), t.storage_offset(), tuple(t.shape))
+        if key in seen:
+            shared[name] = seen[key]
+        else:
+            seen[key] = name
+    config = json.loads((folder / "config.json").read_text()) if (folder / "config.json").is_file() else {}
+    return ModelSource(
+        source=source,
+        kind="pytorch-bin",
+        names=list(state),
+        read=lambda name: _to_numpy(state[name]),
+        source_dtypes={n: str(t.dtype).replace("torch.", "") for n, t in state.items()},
+        source_bytes=sum(f.stat().st_size for f in files),
+        config=config,
+        files=_embed(folder),
+        license=_license_from(folder, config),
+        shared=shared,
+    )
+
+
+def _gguf_source(path: Path) -> ModelSource:
+    try:
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+    except ImportError as e:
+        raise SourceError(f"{path}: reading GGUF needs torch, transformers and gguf ({e})") from None
+    folder = str(path.parent)
+    try:
+        tok = AutoTokenizer.from_pretrained(folder, gguf_file=path.name)
+        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=path.name, dtype=torch.float32)
+    except Exception as e:
+        raise SourceError(f"{path}: transformers could not load this GGUF file ({e})") from None
+    config = model.config.to_dict()
+    config.pop("quantization_config", None)
+    state = model.state_dict()
+    files: dict[str, bytes] = {}
+    with tempfile.TemporaryDirectory() as d:
+        tok.save_pretrained(d)
+        model.generation_config.save_pretrained(d)
+        files = _embed(Path(d))
+    files["config.json"] = json.dumps(config, indent=2).encode()
+    shared = {}
+    if config.get("tie_word_embeddings") and "lm_head.weight" in state:
+        emb = next((n for n in state if n.endswith("embed_tokens.weight") or n.endswith("wte.weight")), None)
+        if emb:
+            shared["lm_head.weight"] = emb
+    gguf_license = "unknown"
+    try:
+        from gguf import GGUFReader
+
+        field = GGUFReader(str(path)).fields.get("general.license")
+        if field is not None:
+            gguf_license = bytes(field.parts[field.data[0]]).decode(errors="replace")
+    except Exception:  # the licence is optional metadata; "unknown" is the honest answer
+        pass
+    return ModelSource(
+        source=str(path),
+        kind="gguf",
+        names=list(state),
+        read=lambda name: _to_numpy(state[name]),
+        source_dtypes={n: "gguf-dequantized-float32" for n in state},
+        source_bytes=path.stat().st_size,
+        config=config,
+        files=files,
+        license=gguf_license,
+        shared=shared,
+    )
+
+
+def _from_folder(source: str, folder: Path) -> ModelSource:
+    index = folder / "model.safetensors.index.json"
+    if index.is_file():
+        try:
+            shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            raise SourceError(f"{index}: not a valid shard index ({e})") from None
+        missing = [s for s in shards if not (folder / s).is_file()]
+        if missing:
+            raise SourceError(f"{folder}: shard {missing[0]} listed in the index is missing")
+        return _safetensors_source(source, [folder / s for s in shards], folder)
+    st = sorted(folder.glob("*.safetensors"))
+    if st:
+        return _safetensors_source(source, st, folder)
+    bins = sorted(folder.glob("pytorch_model*.bin"))
+    if bins:
+        return _bin_source(source, bins, folder)
+    ggufs = sorted(folder.glob("*.gguf"))
+    if len(ggufs) == 1:
+        return _gguf_source(ggufs[0])
+    raise SourceError(f"{folder}: no model.safetensors, sharded safetensors, pytorch_model.bin or single .gguf file here")
+
+
+def open_source(source: str | os.PathLike) -> ModelSource:
+    """Resolves a folder, a safetensors or GGUF file, or a model id in the local hub cache."""
+    s = str(source)
+    p = Path(s).expanduser()
+    if p.is_dir():
+        return _from_folder(s, p)
+    if p.is_file():
+        if p.suffix == ".safetensors":
+            return _safetensors_source(s, [p], None)
+        if p.suffix == ".gguf":
+            return _gguf_source(p)
+        if p.suffix == ".bin":
+            return _bin_source(s, [p], p.parent)
+        raise SourceError(f"{p}: unsupported file type (expected a folder, .safetensors, .gguf or .bin)")
+    if re.fullmatch(r"[\w.\-]+/[\w.\-]+", s):
+        try:
+            from huggingface_hub import constants, snapshot_download
+
+            folder = snapshot_download(s, local_files_only=True)
+        except Exception:
+            from huggingface_hub import constants
+
+            raise SourceError(
+                f"model {s!r} is not in the local Hugging Face cache (looked in {constants.HF_HUB_CACHE}; "
+                "this tool works offline: download it elsewhere or pass a folder)"
+            ) from None
+        return _from_folder(s, Path(folder))
+    raise SourceError(f"{s}: no such file or folder, and not a model id of the form owner/name")

@@ -1,0 +1,234 @@
+"""Compress a model into a .qnt file, tensor by tensor, and get it back.
+
+``compress`` streams: tensors are read one at a time from the source, encoded
+by a pool of threads (the native kernels release the GIL) with a bounded
+number in flight, and written to the container as they finish, so peak memory
+follows the largest tensors, not the model. Buffers (causal masks, position
+ids) are listed but not stored: the model rebuilds them. Tied weights are
+stored once and recorded as aliases. Tensors selected by ``include`` (default:
+all) and not by ``exclude`` are coded with the chosen codec; the others, like
+small tensors under ``auto``, are stored lossless.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import resource
+import statistics
+import sys
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import __version__
+from .codecs import DTYPES, encode_tensor
+from .container import QntFile, QntWriter
+from .models import classify, open_source
+
+__all__ = ["CompressResult", "compress", "decompress", "load", "state_dict"]
+
+
+@dataclass
+class CompressResult:
+    path: Path
+    tensors: int
+    parameters: int
+    stored_values: int
+    file_bytes: int
+    source_bytes: int
+    seconds: float
+    peak_rss_mib: float
+    median_snr_db: float | None
+    worst_snr_db: float | None
+    codec_mix: dict[str, int]
+
+    @property
+    def bpw(self) -> float:
+        return 8 * self.file_bytes / self.parameters if self.parameters else 0.0
+
+    def summary(self) -> str:
+        snr = "exact" if self.median_snr_db is None else f"median tensor SNR {self.median_snr_db:.2f} dB (worst {self.worst_snr_db:.2f} dB)"
+        return (
+            f"wrote {self.path}: {self.tensors} tensors, {self.parameters:,} parameters, "
+            f"{self.file_bytes / 2**20:.2f} MiB, {self.bpw:.3f} bpw, "
+            f"ratio {self.source_bytes / self.file_bytes:.2f}x vs source and {2 * self.parameters / self.file_bytes:.2f}x vs fp16, "
+            f"{snr}, {self.seconds:.1f} s"
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        return {**{k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items()}, "bpw": self.bpw}
+
+
+def _peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def compress(
+    source: str,
+    out: str | Path,
+    *,
+    codec: str = "auto",
+    snr_db: float | None = None,
+    bpw: float | None = None,
+    keep: float | None = None,
+    include: str | None = None,
+    exclude: str | None = None,
+    threads: int = 2,
+    progress: bool = True,
+) -> CompressResult:
+    if snr_db is None and bpw is None and keep is None:
+        snr_db = 30.0
+    t0 = time.perf_counter()
+    src = open_source(source)
+    roles = classify(src.names, src.config, src.shared)
+    inc = re.compile(include) if include else None
+    exc = re.compile(exclude) if exclude else None
+    todo = [n for n in src.names if n not in roles.buffers and n not in roles.tied]
+    sizes: dict[str, int] = {}
+    bar = None
+    if progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=src.source_bytes, unit="B", unit_scale=True, desc="compress", file=sys.stderr, leave=False)
+    model_meta = {
+        "id": src.model_id,
+        "source": src.source,
+        "source_kind": src.kind,
+        "architecture": roles.architecture,
+        "license": src.license,
+        "buffers": sorted(roles.buffers),
+        "tied": roles.tied,
+        "notes": roles.notes,
+        "codec_request": {"codec": codec, "snr_db": snr_db, "bpw": bpw, "keep": keep, "include": include, "exclude": exclude},
+        "quantonium_version": __version__,
+    }
+    stats: list[tuple[str, Any]] = []
+    parameters = stored = 0
+
+    def job(name: str):
+        a = src.read(name)
+        sizes[name] = a.nbytes
+        if a.dtype.name not in DTYPES:
+            raise ValueError(f"tensor {name!r} has dtype {a.dtype}, which is not a buffer and not float32/float16/bfloat16")
+        lossy = (inc is None or inc.search(name)) and not (exc and exc.search(name))
+        enc = encode_tensor(a, codec if lossy else "lossless", snr_db=snr_db, bpw=bpw, keep=keep, nthreads=1)
+        return a.shape, a.dtype.name, enc
+
+    with QntWriter(out, model=model_meta) as w:
+        for fname, data in src.files.items():
+            w.add_file(fname, data)
+        with ThreadPoolExecutor(max(1, threads)) as pool:
+            pending: list[tuple[str, Future]] = []
+
+            def drain(limit: int) -> None:
+                nonlocal parameters, stored
+                while len(pending) > limit:
+                    name, fut = pending.pop(0)
+                    shape, dtype, enc = fut.result()
+                    w.add_tensor(name, enc, shape, dtype, source_dtype=src.source_dtypes.get(name))
+                    parameters += enc.numel
+                    stored += enc.stored_values
+                    stats.append((enc.codec, enc.snr_db))
+                    if bar is not None:
+                        bar.update(sizes.get(name, 0))
+
+            for name in todo:
+                pending.append((name, pool.submit(job, name)))
+                drain(2 * max(1, threads))
+            drain(0)
+        w.model["parameters"] = parameters
+        w.model["source_bytes"] = src.source_bytes
+        w.model["compress_seconds"] = time.perf_counter() - t0
+        w.model["peak_rss_mib"] = _peak_rss_mib()
+    if bar is not None:
+        bar.close()
+    snrs = [s for _, s in stats if s is not None and math.isfinite(s)]
+    mix: dict[str, int] = {}
+    for c, _ in stats:
+        mix[c] = mix.get(c, 0) + 1
+    return CompressResult(
+        path=Path(out),
+        tensors=len(stats),
+        parameters=parameters,
+        stored_values=stored,
+        file_bytes=Path(out).stat().st_size,
+        source_bytes=src.source_bytes,
+        seconds=time.perf_counter() - t0,
+        peak_rss_mib=_peak_rss_mib(),
+        median_snr_db=statistics.median(snrs) if snrs else None,
+        worst_snr_db=min(snrs) if snrs else None,
+        codec_mix=mix,
+    )
+
+
+def state_dict(f: QntFile, *, threads: int = 1) -> dict[str, np.ndarray]:
+    """Every stored tensor decoded, plus the tied aliases (as the same array)."""
+    out = {name: f.read(name, nthreads=threads) for name in f}
+    for alias, canon in (f.model.get("tied") or {}).items():
+        if canon in out:
+            out[alias] = out[canon]
+    return out
+
+
+def decompress(path: str | Path, outdir: str | Path, *, threads: int = 1) -> Path:
+    """Writes an HF folder (config, tokenizer files, model.safetensors) that transformers loads unchanged."""
+    import shutil
+    import tempfile
+
+    import torch
+    from safetensors.torch import save_file
+
+    outdir = Path(outdir)
+    if outdir.exists() and (not outdir.is_dir() or any(outdir.iterdir())):
+        raise FileExistsError(f"{outdir}: exists and is not an empty folder; choose a new output folder")
+    outdir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.", dir=outdir.parent))
+    try:
+        with QntFile(path) as f:
+            for name in f.file_names:
+                (tmp / name).write_bytes(f.file(name))
+            tensors = {}
+            tie = bool(json.loads(f.file("config.json")).get("tie_word_embeddings", True)) if "config.json" in f.file_names else False
+            for name in f:
+                a = f.read(name, nthreads=threads)
+                tensors[name] = (torch.from_numpy(a.view(np.int16)).view(torch.bfloat16) if a.dtype.name == "bfloat16" else torch.from_numpy(np.ascontiguousarray(a)))
+            if not tie:  # an untied model needs its copies written out
+                for alias, canon in (f.model.get("tied") or {}).items():
+                    tensors[alias] = tensors[canon].clone()
+            save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt", "quantonium": __version__})
+        if outdir.exists():
+            outdir.rmdir()  # empty, checked above
+        tmp.rename(outdir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return outdir
+
+
+def load(path: str | Path, *, threads: int = 1):
+    """A ready transformers model (eval mode) and its tokenizer (None if the file has none)."""
+    import tempfile
+
+    import transformers
+
+    with tempfile.TemporaryDirectory() as d:
+        folder = decompress(path, Path(d) / "model", threads=threads)
+        config = json.loads((folder / "config.json").read_text())
+        cls = None
+        for arch in config.get("architectures") or []:
+            cls = getattr(transformers, arch, None)
+            if cls is not None:
+                break
+        cls = cls or transformers.AutoModel
+        model = cls.from_pretrained(str(folder))
+        model.eval()
+        tok = None
+        if any((folder / n).exists() for n in ("tokenizer.json", "vocab.txt", "vocab.json", "tokenizer.model")):
+            tok = transformers.AutoTokenizer.from_pretrained(str(folder))
+    return model, tok
