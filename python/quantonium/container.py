@@ -90,6 +90,16 @@ def _json_safe(v: Any) -> Any:
     return v
 
 
+def _rft_params(params: dict[str, Any]) -> dict[str, Any] | None:
+    """The RFT parameters a payload was made with (phi recorded too), or None."""
+    if "beta" not in params:
+        return None
+    from .reference import PHI
+
+    return {"beta": params["beta"], "sigma": params["sigma"], "axis": params.get("axis"), "phi": PHI,
+            "transform": params.get("transform")}
+
+
 class QntWriter:
     """Streams tensors into a new .qnt file; it appears under ``path`` only on success.
 
@@ -144,7 +154,7 @@ class QntWriter:
             "bpw": enc.bpw,
             "snr_db": enc.snr_db,  # None in the file: exact
             "stored_values": enc.stored_values,
-            "rft": {k: enc.params[k] for k in ("beta", "sigma", "axis") if k in enc.params} or None,
+            "rft": _rft_params(enc.params),
             "report": enc.report or None,
             **extra,
         }

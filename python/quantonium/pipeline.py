@@ -6,8 +6,9 @@ number in flight, and written to the container as they finish, so peak memory
 follows the largest tensors, not the model. Buffers (causal masks, position
 ids) are listed but not stored: the model rebuilds them. Tied weights are
 stored once and recorded as aliases. Tensors selected by ``include`` (default:
-all) and not by ``exclude`` are coded with the chosen codec; the others, like
-small tensors under ``auto``, are stored lossless.
+all) and not by ``exclude`` are coded with the chosen codec; the others, and
+small tensors (one dimension or fewer than 4096 values: norms, biases) are
+stored lossless.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from . import __version__
-from .codecs import DTYPES, encode_tensor
+from .codecs import DTYPES, SMALL_TENSOR, encode_tensor
 from .container import QntFile, QntWriter
 from .models import classify, open_source
 
@@ -116,7 +117,8 @@ def compress(
         sizes[name] = a.nbytes
         if a.dtype.name not in DTYPES:
             raise ValueError(f"tensor {name!r} has dtype {a.dtype}, which is not a buffer and not float32/float16/bfloat16")
-        lossy = (inc is None or inc.search(name)) and not (exc and exc.search(name))
+        small = a.ndim <= 1 or a.size < SMALL_TENSOR  # norms, biases: lossless by default
+        lossy = not small and (inc is None or inc.search(name)) and not (exc and exc.search(name))
         enc = encode_tensor(a, codec if lossy else "lossless", snr_db=snr_db, bpw=bpw, keep=keep, nthreads=1)
         return a.shape, a.dtype.name, enc
 

@@ -185,6 +185,10 @@ def _gguf_source(path: Path) -> ModelSource:
         raise SourceError(f"{path}: transformers could not load this GGUF file ({e})") from None
     config = model.config.to_dict()
     config.pop("quantization_config", None)
+    config["architectures"] = [type(model).__name__]
+    config.setdefault("_name_or_path", "")
+    if not config["_name_or_path"] or config["_name_or_path"] == folder:
+        config["_name_or_path"] = path.stem
     state = model.state_dict()
     files: dict[str, bytes] = {}
     with tempfile.TemporaryDirectory() as d:
