@@ -254,15 +254,15 @@ def write(inv: dict[str, Any], md_path: str | Path, json_path: str | Path | None
                        ("median tensor SNR (dB)", "median_tensor_snr_db"), ("worst tensor SNR (dB)", "worst_tensor_snr_db"),
                        ("validation checks failed", "checks_failed")):
         L.append(f"| {label} | {_fmt(t[key], 3)} |")
-    L += ["", "## Models", "", "| model | architecture | source dtype | parameters | file bytes | ratio vs source | ratio vs fp16 | bpw | tensors | codec mix | quantum states | licence | median / worst SNR (dB) | evaluation | compress time (s) | peak RSS (MiB) |",
-          "|" + "---|" * 16]
+    L += ["", "## Models", "", "| model | source | architecture | source dtype | parameters | file bytes | ratio vs source | ratio vs fp16 | bpw | tensors | codec mix | quantum states | licence | median / worst SNR (dB) | evaluation | compress time (s) | peak RSS (MiB) |",
+          "|" + "---|" * 17]
     for m in inv["models"]:
         if "parameters" not in m:
-            L.append(f"| {m['file']} | failed to open | | | | | | | | | | | | | | |")
+            L.append(f"| {m['file']} | failed to open | | | | | | | | | | | | | | | |")
             continue
         mix = ", ".join(f"{c} {e['tensors']}" for c, e in sorted(m["codec_mix"].items()))
         ev = json.dumps(m["evaluation"]) if m["evaluation"] else "not evaluated"
-        L.append(f"| {m['model_id']} | {m['architecture']} | {', '.join(m['source_dtypes'])} | {_fmt(m['parameters'])} | {_fmt(m['file_bytes'])} | "
+        L.append(f"| {m['model_id']} | {m['source']} | {m['architecture']} | {', '.join(m['source_dtypes'])} | {_fmt(m['parameters'])} | {_fmt(m['file_bytes'])} | "
                  f"{_fmt(m['ratio_vs_source'])} | {_fmt(m['ratio_vs_fp16'])} | {_fmt(m['bpw'], 3)} | {m['tensors']} | {mix} | {_fmt(m['quantum_states'])} | "
                  f"{m['license']} | {_fmt(m['median_tensor_snr_db'])} / {_fmt(m['worst_tensor_snr_db'])} | {ev} | {_fmt(m['compress_seconds'], 1)} | {_fmt(m['peak_rss_mib'], 0)} |")
     for title, key in (("By architecture", "by_architecture"), ("By size class", "by_size_class")):
