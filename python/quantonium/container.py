@@ -50,7 +50,7 @@ import numpy as np
 from . import __version__
 from .codecs import CODECS, DTYPES, CodecError, Encoded, decode_tensor, itemsize
 
-__all__ = ["FORMAT_MAJOR", "FORMAT_MINOR", "QntFile", "QntFormatError", "QntWriter"]
+__all__ = ["FORMAT_MAJOR", "FORMAT_MINOR", "QntFile", "QntFormatError", "QntWriter", "update_model"]
 
 MAGIC = b"QNTFILE\0"
 INDEX_MAGIC = b"QNTINDEX"
@@ -216,6 +216,39 @@ class QntWriter:
             self.abort()
 
 
+def update_model(path: str | os.PathLike, updates: dict[str, Any]) -> None:
+    """Merges ``updates`` into a file's model metadata (e.g. a recorded evaluation).
+
+    The payloads are copied unchanged into a temporary file in the same
+    folder, a new index and footer are appended, and the copy is fsynced and
+    renamed over the original: an interruption leaves the original intact.
+    """
+    path = Path(path)
+    with QntFile(path) as f:
+        index = json.loads(bytes(f._buf[f.index_offset : f.index_offset + f.index_length]))
+        data_end = f.index_offset
+    index["model"] = _json_safe({**index.get("model", {}), **updates})
+    body = json.dumps(index, separators=(",", ":"), allow_nan=False).encode()
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as out, open(path, "rb") as src:
+            remaining = data_end
+            while remaining:
+                chunk = src.read(min(remaining, 16 << 20))
+                if not chunk:
+                    raise QntFormatError(f"{path}: file shrank while being updated")
+                out.write(chunk)
+                remaining -= len(chunk)
+            out.write(body + b"\0" * _pad(len(body)))
+            out.write(FOOTER.pack(INDEX_MAGIC, data_end, len(body), zlib.crc32(body), FORMAT_MAJOR, FORMAT_MINOR, END_MAGIC))
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 class QntFile:
     """A validated, memory-mapped .qnt file with random access by tensor name."""
 
@@ -267,7 +300,7 @@ class QntFile:
             self._fail(f"index is not valid JSON ({e})")
         if not isinstance(index, dict) or index.get("format") != "qnt":
             self._fail("index is not a qnt index")
-        self.index_offset = ioff
+        self.index_offset, self.index_length = ioff, ilen
         self.model: dict[str, Any] = index.get("model") if isinstance(index.get("model"), dict) else {}
         self.created_by = str(index.get("created_by", "unknown"))
         tensors, files = index.get("tensors"), index.get("files")

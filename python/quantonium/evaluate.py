@@ -1,0 +1,120 @@
+"""End-to-end fidelity of a compressed model against its original (shared/docs/MEASURE.md).
+
+Causal LMs: perplexity of both models over a text in non-overlapping windows
+(512 tokens by default; window, stride and token count are reported), the
+mean KL divergence KL(original || compressed) of the next-token
+distributions, and top-1 next-token agreement. Encoders: mean and minimum
+cosine similarity of mean-pooled sentence embeddings over a fixed sentence
+set. The default text is the Lee news corpus shipped in gensim's test data
+(installed by the set-up, read as a file: gensim is not imported).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+__all__ = ["default_text", "evaluate", "load_original"]
+
+
+def default_text() -> tuple[str, str]:
+    """(name, text) of the default evaluation text: the Lee corpus (300 news articles)."""
+    spec = importlib.util.find_spec("gensim")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("the default evaluation text needs gensim's test data: pip install --no-deps gensim==4.4.0, or pass --text FILE")
+    p = Path(spec.submodule_search_locations[0]) / "test" / "test_data" / "lee_background.cor"
+    return "lee_background.cor (gensim 4.4.0 test data)", p.read_text(encoding="utf-8", errors="replace")
+
+
+def load_original(source: str):
+    """The uncompressed model and tokenizer, from a folder, a hub-cache id or a .gguf file."""
+    import torch
+    import transformers
+
+    from .models.sources import open_source
+
+    p = Path(source)
+    if p.suffix == ".gguf":
+        tok = transformers.AutoTokenizer.from_pretrained(str(p.parent), gguf_file=p.name)
+        model = transformers.AutoModelForCausalLM.from_pretrained(str(p.parent), gguf_file=p.name, dtype=torch.float32)
+        return model.eval(), tok
+    folder = p if p.is_dir() else None
+    if folder is None:
+        src = open_source(source)  # resolves hub ids offline, with the usual error
+        folder = Path(src.source) if Path(src.source).is_dir() else None
+        if folder is None:
+            from huggingface_hub import snapshot_download
+
+            folder = Path(snapshot_download(source, local_files_only=True))
+    config = transformers.AutoConfig.from_pretrained(str(folder))
+    cls = next((getattr(transformers, a) for a in (config.architectures or []) if hasattr(transformers, a)), transformers.AutoModel)
+    return cls.from_pretrained(str(folder)).eval(), transformers.AutoTokenizer.from_pretrained(str(folder))
+
+
+def _causal(orig, comp, tok, text: str, window: int, max_tokens: int) -> dict[str, Any]:
+    import torch
+
+    ids = tok(text, return_tensors="pt")["input_ids"][0][:max_tokens]
+    n_windows = len(ids) // window
+    if n_windows == 0:
+        raise ValueError(f"the text has {len(ids)} tokens, fewer than one window of {window}")
+    nll_o = nll_c = kl = 0.0
+    agree = count = 0
+    with torch.no_grad():
+        for w in range(n_windows):
+            x = ids[w * window : (w + 1) * window].unsqueeze(0)
+            lo = torch.log_softmax(orig(x).logits[0, :-1].double(), -1)
+            lc = torch.log_softmax(comp(x).logits[0, :-1].double(), -1)
+            tgt = x[0, 1:]
+            nll_o -= lo.gather(1, tgt[:, None]).sum().item()
+            nll_c -= lc.gather(1, tgt[:, None]).sum().item()
+            kl += (lo.exp() * (lo - lc)).sum().item()
+            agree += (lo.argmax(-1) == lc.argmax(-1)).sum().item()
+            count += tgt.numel()
+    return {
+        "kind": "causal-lm",
+        "window": window, "stride": window, "windows": n_windows, "tokens_scored": count,
+        "perplexity_original": math.exp(nll_o / count),
+        "perplexity_compressed": math.exp(nll_c / count),
+        "perplexity_change_pct": 100 * (math.exp((nll_c - nll_o) / count) - 1),
+        "mean_kl_nats": kl / count,
+        "top1_agreement": agree / count,
+    }
+
+
+def _encoder(orig, comp, tok, text: str, n_sentences: int) -> dict[str, Any]:
+    import torch
+
+    sents = [s.strip() for s in text.replace("\n", " ").split(". ") if len(s.strip()) > 20][:n_sentences]
+    cos = []
+    with torch.no_grad():
+        for i in range(0, len(sents), 32):
+            enc = tok(sents[i : i + 32], padding=True, truncation=True, max_length=256, return_tensors="pt")
+            mask = enc["attention_mask"].unsqueeze(-1).double()
+            eo = (orig(**enc).last_hidden_state.double() * mask).sum(1) / mask.sum(1)
+            ec = (comp(**enc).last_hidden_state.double() * mask).sum(1) / mask.sum(1)
+            cos += torch.nn.functional.cosine_similarity(eo, ec, dim=-1).tolist()
+    return {"kind": "encoder", "sentences": len(cos), "pooling": "mean", "mean_cosine": sum(cos) / len(cos), "min_cosine": min(cos)}
+
+
+def evaluate(original: str, qnt: str | Path, *, text: str | None = None, text_name: str | None = None,
+             window: int = 512, max_tokens: int = 8192, sentences: int = 256) -> dict[str, Any]:
+    from .pipeline import load
+
+    t0 = time.perf_counter()
+    if text is None:
+        text_name, text = default_text()
+    comp, tok = load(qnt)
+    orig, otok = load_original(original)
+    tok = tok or otok
+    if type(orig).__name__.endswith(("ForCausalLM", "LMHeadModel")):
+        res = _causal(orig, comp, tok, text, window, max_tokens)
+    else:
+        res = _encoder(orig, comp, tok, text, sentences)
+    res.update({"original": str(original), "text": text_name or "user text",
+                "text_sha256": hashlib.sha256(text.encode()).hexdigest()[:16], "seconds": time.perf_counter() - t0})
+    return res
