@@ -13,23 +13,11 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
 import torch
-import transformers
 
 import quantonium
-
-
-def load_source(src: str):
-    p = Path(src)
-    if p.suffix == ".gguf":
-        tok = transformers.AutoTokenizer.from_pretrained(str(p.parent), gguf_file=p.name)
-        model = transformers.AutoModelForCausalLM.from_pretrained(str(p.parent), gguf_file=p.name, dtype=torch.float32)
-    else:
-        tok = transformers.AutoTokenizer.from_pretrained(src)
-        model = transformers.AutoModelForCausalLM.from_pretrained(src)
-    return model.eval(), tok
+from quantonium.evaluate import load_original
 
 
 def main(argv=None) -> int:
@@ -42,7 +30,7 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     model, tok = quantonium.load(args.qnt)
     print(f"loaded {args.qnt} as {type(model).__name__} in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
-    orig, _ = load_source(args.source)
+    orig, _ = load_original(args.source)
     msgs = [{"role": "user", "content": args.prompt}]
     ids = tok.apply_chat_template(msgs, add_generation_prompt=True, return_tensors="pt", return_dict=True)["input_ids"]
     with torch.no_grad():
