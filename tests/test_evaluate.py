@@ -22,23 +22,6 @@ pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWa
 WORDS = "the of and to in is was for on that with as by at from his he it an were are which this be".split()
 
 
-@pytest.fixture
-def gpt2_folder(tmp_path):
-    torch.manual_seed(0)
-    cfg = transformers.GPT2Config(n_layer=2, n_embd=64, n_head=4, vocab_size=1000, n_positions=128, bos_token_id=0, eos_token_id=0)
-    transformers.GPT2LMHeadModel(cfg).save_pretrained(tmp_path / "src")
-    # a byte-level tokenizer small enough for the 1000-token vocabulary
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
-
-    tk = Tokenizer(models.BPE(unk_token="<unk>"))
-    tk.pre_tokenizer = pre_tokenizers.Whitespace()
-    rng = np.random.default_rng(0)
-    corpus = [" ".join(rng.choice(WORDS, 30)) for _ in range(200)]
-    tk.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=200, special_tokens=["<unk>"]))
-    transformers.PreTrainedTokenizerFast(tokenizer_object=tk, unk_token="<unk>").save_pretrained(tmp_path / "src")
-    return tmp_path / "src", " ".join(rng.choice(WORDS, 3000))
-
-
 def test_identical_model_scores_identically_and_lossy_does_not(tmp_path, gpt2_folder):
     src, text = gpt2_folder
     compress(str(src), tmp_path / "exact.qnt", codec="lossless", progress=False)

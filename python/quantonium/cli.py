@@ -101,6 +101,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
     res = compress(
         args.source, args.outfile, codec=args.codec, bpw=args.bits, snr_db=args.snr, keep=args.keep,
         include=args.include, exclude=args.exclude, threads=args.threads, progress=not args.quiet,
+        allocate=args.allocate, calibration=args.calibration, floor=args.floor,
     )
     print(json.dumps(res.to_json(), indent=2) if args.json else res.summary())
     return 0
@@ -174,6 +175,49 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _read_text(path: str | None, what: str) -> tuple[str | None, str | None]:
+    if path is None:
+        return None, None
+    p = Path(path)
+    if not p.is_file():
+        raise CliError(f"{p}: no such {what} file")
+    return p.read_text(encoding="utf-8", errors="replace"), p.name
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from . import compare as cmp
+
+    try:
+        bits = [float(b) for b in args.bits.split(",") if b.strip()]
+    except ValueError:
+        raise CliError(f"--bits takes numbers separated by commas, not {args.bits!r}") from None
+    if not bits or any(not 0 < b <= 16 for b in bits):
+        raise CliError("--bits needs bit counts in (0, 16]")
+    methods = [m.strip() for m in args.methods.split(",")] if args.methods else list(cmp.METHODS)
+    bad = [m for m in methods if m not in cmp.METHODS]
+    if bad:
+        raise CliError(f"unknown method {bad[0]!r}; expected some of {', '.join(cmp.METHODS)}")
+    text, text_name = _read_text(args.text, "text")
+    cal, cal_name = _read_text(args.calibration, "calibration text")
+    wl = cmp.Workload.load(args.source, text=text, text_name=text_name, calibration=cal, calibration_name=cal_name,
+                           max_tokens=args.max_tokens, threads=args.threads)
+    res = cmp.compare(wl, bits, methods, progress=None if args.json else (lambda line: print(line, flush=True)))
+    out = Path(args.outdir) if args.outdir else None
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        cmp.write_json(res, out / "compare.json")
+        (out / "compare.md").write_text(cmp.table(res) + "\n")
+        cmp.write_chart(res, out / "compare_rd.png")
+    if args.json:
+        print(json.dumps(res, indent=1, default=float))
+    else:
+        print()
+        print(cmp.table(res))
+        if out is not None:
+            print(f"\nwrote {out / 'compare.md'}, {out / 'compare.json'}, {out / 'compare_rd.png'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="quantonium",
@@ -187,7 +231,12 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("source", help="folder, owner/name in the local hub cache, .safetensors, .bin or .gguf file")
     c.add_argument("-o", "--outfile", required=True, help="the .qnt file to write")
     c.add_argument("--codec", default="auto", choices=["auto", "direct", "rft-dense", "rft-spectral", "fixed", "lossless"])
-    c.add_argument("--bits", type=float, help="target bits per weight for each tensor")
+    c.add_argument("--bits", type=float, help="target bits per weight for each tensor (with --allocate: for the whole model)")
+    c.add_argument("--allocate", action="store_true",
+                   help="spend --bits as a model average: Lagrangian allocation over each tensor's measured rate-distortion curve")
+    c.add_argument("--calibration", metavar="FILE",
+                   help="weight the allocation by sensitivities measured on this text ('builtin': bundled Wikipedia prose); implies --allocate")
+    c.add_argument("--floor", type=float, help="floor of each sensitivity factor, as a fraction of its mean (default 0.3)")
     c.add_argument("--snr", type=float, help="target SNR in dB for each tensor (default 30 when no target is given)")
     c.add_argument("--keep", type=float, help="fraction of RFT coefficients to keep (rft-spectral)")
     c.add_argument("--include", help="regex: tensors to code with the codec (default all); others are lossless")
@@ -220,10 +269,27 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", action="store_true")
     ev.add_argument("--no-record", action="store_true", help="do not record the result in the .qnt file")
     ev.set_defaults(func=cmd_eval)
+    cp = sub.add_parser("compare", help="our codecs and peer quantisers at matched bits: table, RD chart, JSON",
+                        description="Run auto/direct/rft-dense/rft-spectral and the peers (RTN g32/g128, GGUF Q8_0/Q5_0/Q4_1/Q4_0, "
+                                    "HQQ, optimum-quanto) on one model at the given bits; fidelity on the rebuilt model.")
+    cp.add_argument("source", help="the uncompressed model: folder, owner/name in the hub cache, .safetensors or .gguf")
+    cp.add_argument("--bits", default="2,3,4,5,6,8", help="bit counts, comma separated (default 2,3,4,5,6,8)")
+    cp.add_argument("--methods", help=f"comma-separated subset of: {', '.join(METHOD_NAMES)}")
+    cp.add_argument("--text", help="evaluation text (default: the Lee corpus from gensim's test data)")
+    cp.add_argument("--calibration", help="calibration text for auto's sensitivities (default: bundled Wikipedia prose)")
+    cp.add_argument("--max-tokens", type=int, default=4096, help="tokens scored / used for calibration, causal LMs (default 4096)")
+    cp.add_argument("--threads", type=int, default=2)
+    cp.add_argument("-o", "--outdir", help="write compare.md, compare.json and compare_rd.png here")
+    cp.add_argument("--json", action="store_true", help="print the results as JSON")
+    cp.set_defaults(func=cmd_compare)
     info = sub.add_parser("info", help="build report and a measured round trip of every transform")
     info.add_argument("--json", action="store_true", help="print the report as JSON")
     info.set_defaults(func=cmd_info)
     return p
+
+
+METHOD_NAMES = ("auto", "direct", "rft-dense", "rft-spectral", "rtn-g32", "rtn-g128", "gguf-q8_0", "gguf-q5_0",
+                "gguf-q4_1", "gguf-q4_0", "hqq-g64", "quanto")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["default_text", "evaluate", "load_original"]
+__all__ = ["compare_models", "default_text", "evaluate", "load_original", "with_weights"]
 
 
 def default_text() -> tuple[str, str]:
@@ -101,6 +101,49 @@ def _encoder(orig, comp, tok, text: str, n_sentences: int) -> dict[str, Any]:
     return {"kind": "encoder", "sentences": len(cos), "pooling": "mean", "mean_cosine": sum(cos) / len(cos), "min_cosine": min(cos)}
 
 
+def compare_models(orig, comp, tok, text: str, *, window: int = 512, max_tokens: int = 8192,
+                   sentences: int = 256) -> dict[str, Any]:
+    """Fidelity of ``comp`` against ``orig`` (two loaded models): causal-LM or encoder metrics.
+
+    The window is capped at the model's context length (reported in the result).
+    """
+    if type(orig).__name__.endswith(("ForCausalLM", "LMHeadModel")):
+        return _causal(orig, comp, tok, text, min(window, max_positions(orig)), max_tokens)
+    return _encoder(orig, comp, tok, text, sentences)
+
+
+def max_positions(model) -> int:
+    """The longest input the model takes (its position table), or a large number if it has none."""
+    cfg = model.config
+    for key in ("n_positions", "max_position_embeddings", "n_ctx"):
+        v = getattr(cfg, key, None)
+        if isinstance(v, int) and v > 0:
+            return v
+    return 1 << 30
+
+
+def with_weights(model, tensors: dict[str, Any]):
+    """A copy of ``model`` with the given tensors (checkpoint names, numpy arrays) put in."""
+    import copy
+
+    import numpy as np
+    import torch
+
+    from .calibration import match_names
+
+    comp = copy.deepcopy(model)
+    params = dict(comp.named_parameters(remove_duplicate=False))
+    names = match_names(list(params), list(tensors))
+    missing = [n for n in tensors if n not in names]
+    if missing:
+        raise ValueError(f"{len(missing)} tensors match no parameter of the model, e.g. {missing[0]!r}")
+    with torch.no_grad():
+        for n, a in tensors.items():
+            p = params[names[n]]
+            p.copy_(torch.from_numpy(np.asarray(a, np.float32)).reshape(p.shape).to(p.dtype))
+    return comp
+
+
 def evaluate(original: str, qnt: str | Path, *, text: str | None = None, text_name: str | None = None,
              window: int = 512, max_tokens: int = 8192, sentences: int = 256) -> dict[str, Any]:
     from .pipeline import load
@@ -111,10 +154,7 @@ def evaluate(original: str, qnt: str | Path, *, text: str | None = None, text_na
     comp, tok = load(qnt)
     orig, otok = load_original(original)
     tok = tok or otok
-    if type(orig).__name__.endswith(("ForCausalLM", "LMHeadModel")):
-        res = _causal(orig, comp, tok, text, window, max_tokens)
-    else:
-        res = _encoder(orig, comp, tok, text, sentences)
+    res = compare_models(orig, comp, tok, text, window=window, max_tokens=max_tokens, sentences=sentences)
     res.update({"original": str(original), "text": text_name or "user text",
                 "text_sha256": hashlib.sha256(text.encode()).hexdigest()[:16], "seconds": time.perf_counter() - t0})
     return res

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from . import __version__
-from .codecs import DTYPES, SMALL_TENSOR, encode_tensor
+from .codecs import DTYPES, SMALL_TENSOR, encode_tensor, itemsize
 from .container import QntFile, QntWriter
 from .models import classify, open_source
 
@@ -82,7 +82,27 @@ def compress(
     exclude: str | None = None,
     threads: int = 2,
     progress: bool = True,
+    allocate: bool = False,
+    calibration: str | None = None,
+    floor: float | None = None,
 ) -> CompressResult:
+    """Compresses ``source`` into ``out``.
+
+    With ``allocate`` (implied by ``calibration``), ``bpw`` is the average for
+    the whole model and each tensor's step comes from a Lagrangian allocation
+    over measured rate-distortion curves (``codecs.allocate``); with
+    ``calibration`` (a text, or "builtin" for the bundled Wikipedia prose) the
+    distortion is weighted by sensitivities measured on the original model
+    (``quantonium.calibration``). Allocation reads every tensor before coding
+    (the curves of all tensors are needed at once).
+    """
+    if calibration is not None:
+        allocate = True
+    if allocate:
+        if bpw is None or snr_db is not None or keep is not None:
+            raise ValueError("allocation needs --bits (the average for the whole model) and no other target")
+        if codec not in ("direct", "rft-dense", "auto"):
+            raise ValueError(f"allocation works with the direct, rft-dense and auto codecs, not {codec!r}")
     if snr_db is None and bpw is None and keep is None:
         snr_db = 30.0
     t0 = time.perf_counter()
@@ -106,13 +126,22 @@ def compress(
         "buffers": sorted(roles.buffers),
         "tied": roles.tied,
         "notes": roles.notes,
-        "codec_request": {"codec": codec, "snr_db": snr_db, "bpw": bpw, "keep": keep, "include": include, "exclude": exclude},
+        "codec_request": {"codec": codec, "snr_db": snr_db, "bpw": bpw, "keep": keep, "include": include, "exclude": exclude,
+                          "allocation": ("lagrangian" if allocate else None)},
         "quantonium_version": __version__,
     }
     stats: list[tuple[str, Any]] = []
     parameters = stored = 0
 
+    planned: dict[str, Any] = {}
+    if allocate:
+        planned = _allocate(src, todo, bpw, codec, inc, exc, calibration, floor, threads, model_meta)
+
     def job(name: str):
+        if planned:
+            shape, dtype, enc = planned.pop(name)
+            sizes[name] = enc.numel * itemsize(dtype)
+            return shape, dtype, enc
         a = src.read(name)
         sizes[name] = a.nbytes
         if a.dtype.name not in DTYPES:
@@ -167,6 +196,40 @@ def compress(
         worst_snr_db=min(snrs) if snrs else None,
         codec_mix=mix,
     )
+
+
+def _allocate(src, todo, bpw, codec, inc, exc, calibration, floor, threads, model_meta) -> dict[str, Any]:
+    from .calibration import DEFAULT_FLOOR, calibration_text, match_names, measure
+    from .codecs.allocate import encode_allocated
+
+    tensors = {}
+    for name in todo:
+        a = src.read(name)
+        if a.dtype.name not in DTYPES:
+            raise ValueError(f"tensor {name!r} has dtype {a.dtype}, which is not a buffer and not float32/float16/bfloat16")
+        tensors[name] = a
+    forced = {n for n in todo if (inc is not None and not inc.search(n)) or (exc is not None and exc.search(n))}
+    sens = None
+    if calibration is not None:
+        from .evaluate import load_original
+
+        if calibration == "builtin":
+            cal_name, text = calibration_text()
+        else:
+            p = Path(calibration)
+            if not p.is_file():
+                raise ValueError(f"{p}: no such calibration text file")
+            cal_name, text = p.name, p.read_text(encoding="utf-8", errors="replace")
+        model, tok = load_original(src.source)
+        s = measure(model, tok, text)
+        del model
+        back = {m: n for n, m in match_names(list(s), list(tensors)).items()}
+        fl = DEFAULT_FLOOR if floor is None else floor
+        sens = {back[m]: v.factors(fl) for m, v in s.items() if back.get(m) in tensors}
+        model_meta["calibration"] = {"text": cal_name, "chars": len(text), "floor": fl, "weighted_tensors": len(sens),
+                                     "method": "row: E[(dL/dy)^2] under sampled labels; col: E[x^2] (quantonium.calibration)"}
+    enc = encode_allocated(tensors, bpw, codec=codec, sensitivity=sens, lossless_names=forced, nthreads=max(1, threads))
+    return {n: (a.shape, a.dtype.name, enc[n]) for n, a in tensors.items()}
 
 
 def state_dict(f: QntFile, *, threads: int = 1) -> dict[str, np.ndarray]:

@@ -13,6 +13,15 @@ entropy coder makes the rare large symbols of outliers cheap. The symbols
 Rate control searches the step by bisection on measured values: the SNR for a
 target SNR (to within 0.05 dB where the tensor allows), the payload size for a
 target bits per weight (to within 0.05 bpw, never above the target).
+
+Sensitivity scales (version 2): with a row scale a and a column scale b (from
+calibration, ``quantonium.calibration``), the codec quantises ``W * a b^T``
+(then, for ``rft-dense``, its transform) with one step, and divides again on
+decoding. The error in weight (i, j) is then about step / (a_i b_j), so the
+weighted error sum a_i^2 b_j^2 e_ij^2 is what one step minimises: finer steps
+where the output is sensitive. Scaling before the transform keeps this exact
+for ``rft-dense`` too (the transform is orthogonal). The scales are stored as
+float16 in two extra streams and counted in the payload.
 """
 
 from __future__ import annotations
@@ -26,13 +35,60 @@ import quantonium_native as qn
 from .base import CodecError, Encoded, Target, as_float32, dtype_name, from_float32, pack_payload, param, unpack_payload
 from ..metrics import snr_db
 
-VERSION = 1
+VERSION = 2  # 2: optional row/column sensitivity scales
 _SEARCH_STEPS = 48
+
+
+def _as_2d(shape: tuple[int, ...]) -> tuple[int, int]:
+    if len(shape) < 2:
+        raise ValueError("sensitivity scales need a tensor of two or more dimensions")
+    rows = int(shape[0])
+    return rows, (int(np.prod(shape, dtype=np.int64)) // rows if rows else 0)
+
+
+def _norm_scale(v, n: int, what: str) -> np.ndarray:
+    v = np.asarray(v, np.float64).reshape(-1)
+    if v.size != n or not np.all(np.isfinite(v)) or np.any(v <= 0):
+        raise ValueError(f"{what} scale must be {n} finite positive values")
+    v = v / math.exp(float(np.mean(np.log(v))))  # geometric mean 1: safe in float16
+    return np.clip(v, 2.0**-14, 2.0**15).astype(np.float16)
 
 
 class _Scalar:
     name: str
     version = VERSION
+
+    def __init__(self, row_scale=None, col_scale=None) -> None:
+        self.row_scale, self.col_scale = row_scale, col_scale
+
+    def _scales(self, shape: tuple[int, ...]) -> tuple[np.ndarray | None, np.ndarray | None]:
+        if self.row_scale is None and self.col_scale is None:
+            return None, None
+        rows, cols = _as_2d(shape)
+        a = None if self.row_scale is None else _norm_scale(self.row_scale, rows, "row")
+        b = None if self.col_scale is None else _norm_scale(self.col_scale, cols, "column")
+        return a, b
+
+    @staticmethod
+    def _apply(w: np.ndarray, a, b, inverse: bool) -> np.ndarray:
+        if a is None and b is None:
+            return w
+        rows, cols = _as_2d(w.shape)
+        m = np.ones((rows, 1), np.float32) if a is None else a.astype(np.float32)[:, None]
+        m = m * (np.ones((1, cols), np.float32) if b is None else b.astype(np.float32)[None, :])
+        w2 = w.reshape(rows, cols)
+        return (w2 / m if inverse else w2 * m).reshape(w.shape)
+
+    def coefficients(self, w: np.ndarray, nthreads: int = 1) -> tuple[np.ndarray, dict, list[bytes]]:
+        """(coefficients to quantise, parameters, scale streams) of a float32 tensor."""
+        a, b = self._scales(w.shape)
+        extra = self.transform_params()
+        streams: list[bytes] = []
+        if a is not None or b is not None:
+            extra["scales"] = ("row" if a is not None else "") + ("col" if b is not None else "")
+            streams = [s.tobytes() for s in (a, b) if s is not None]
+        ws = np.ascontiguousarray(self._apply(w, a, b, inverse=False), np.float32)
+        return np.ascontiguousarray(self.forward(ws, extra, nthreads), np.float32).reshape(-1), extra, streams
 
     # --- the transform (identity for direct) --------------------------------
     def forward(self, w: np.ndarray, params: dict, nthreads: int) -> np.ndarray:
@@ -54,21 +110,20 @@ class _Scalar:
         steps = np.array([step], np.float32)
         return qn.quantize_uniform(c, steps, group_size=max(1, c.size), symbol_dtype=sym, nthreads=nthreads), sym
 
-    def _payload(self, q: np.ndarray, sym: str, step: float, extra: dict) -> tuple[bytes, dict]:
+    def _payload(self, q: np.ndarray, sym: str, step: float, extra: dict, scale_streams: list[bytes] = ()) -> tuple[bytes, dict]:
         params = {"step": float(np.float32(step)), "symbols": sym, **extra}
-        return pack_payload(self.name, VERSION, params, [qn.rans_encode(q)]), params
+        return pack_payload(self.name, VERSION, params, [qn.rans_encode(q), *scale_streams]), params
 
     def encode(self, a: np.ndarray, target: Target, *, nthreads: int = 1) -> Encoded:
         if target.keep is not None:
             raise ValueError(f"{self.name} takes a target SNR or bits per weight, not a kept fraction")
         name = dtype_name(a)
         w = as_float32(a)
-        extra = self.transform_params()
-        c = np.ascontiguousarray(self.forward(w, extra, nthreads), np.float32).reshape(-1)
+        c, extra, scl = self.coefficients(w, nthreads)
         power = float(np.mean(c.astype(np.float64) ** 2)) if c.size else 0.0
         if power == 0.0:  # all zeros: any step gives an exact result
             q, sym = self._quantise(c, 1.0, nthreads)
-            payload, params = self._payload(q, sym, 1.0, extra)
+            payload, params = self._payload(q, sym, 1.0, extra, scl)
             return Encoded(self.name, VERSION, payload, a.size, math.inf, params, stored_values=a.size)
 
         def coeff_snr(step: float) -> float:
@@ -78,7 +133,7 @@ class _Scalar:
 
         def payload_bits(step: float) -> int:
             q, sym = self._quantise(c, step, nthreads)
-            return 8 * len(self._payload(q, sym, step, extra)[0])
+            return 8 * len(self._payload(q, sym, step, extra, scl)[0])
 
         rms = math.sqrt(power)
         lo, hi = math.log(rms * 1e-4), math.log(rms * 64.0)  # step range searched
@@ -114,9 +169,12 @@ class _Scalar:
                 else:
                     hi = mid
             step = math.exp(hi)  # within budget
+        return self._finish(a, w, c, step, extra, scl, name, nthreads)
+
+    def _finish(self, a, w, c, step, extra, scl, name, nthreads) -> Encoded:
         step = float(np.float32(step))
         q, sym = self._quantise(c, step, nthreads)
-        payload, params = self._payload(q, sym, step, extra)
+        payload, params = self._payload(q, sym, step, extra, scl)
         w_hat = self.decode(payload, a.shape, name, nthreads=nthreads)
         return Encoded(
             self.name, VERSION, payload, a.size, snr_db(w, w_hat.astype(np.float32)), params,
@@ -127,27 +185,42 @@ class _Scalar:
         """Encodes with a given step (no search): what set-level rate control uses."""
         name = dtype_name(a)
         w = as_float32(a)
-        extra = self.transform_params()
-        c = np.ascontiguousarray(self.forward(w, extra, nthreads), np.float32).reshape(-1)
-        step = float(np.float32(max(step, float(np.max(np.abs(c), initial=0.0)) / 32000.0, 1e-30)))
-        q, sym = self._quantise(c, step, nthreads)
-        payload, params = self._payload(q, sym, step, extra)
-        w_hat = self.decode(payload, a.shape, name, nthreads=nthreads)
-        return Encoded(self.name, VERSION, payload, a.size, snr_db(w, w_hat.astype(np.float32)), params, stored_values=a.size)
+        c, extra, scl = self.coefficients(w, nthreads)
+        step = max(step, float(np.max(np.abs(c), initial=0.0)) / 32000.0, 1e-30)
+        return self._finish(a, w, c, step, extra, scl, name, nthreads)
 
     def decode(self, payload, shape: tuple[int, ...], dtype: str, *, nthreads: int = 1) -> np.ndarray:
         params, streams = unpack_payload(payload, self.name, VERSION)
         n = int(np.prod(shape, dtype=np.int64))
         step = param(params, "step", float, lo=1e-38, hi=3e38)
         sym = params.get("symbols")
-        if sym not in ("int8", "int16") or len(streams) != 1:
+        which = params.get("scales", "")
+        if which not in ("", "row", "col", "rowcol"):
+            raise CodecError(f"{self.name}: unknown scales {which!r}")
+        if sym not in ("int8", "int16") or len(streams) != 1 + ("row" in which) + ("col" in which):
             raise CodecError(f"{self.name}: bad symbol type or stream count")
+        a = b = None
+        if which:
+            if len(shape) < 2:
+                raise CodecError(f"{self.name}: scales on a tensor of fewer than two dimensions")
+            rows, cols = _as_2d(tuple(shape))
+            k = 1
+            for key, size in (("row", rows), ("col", cols)):
+                if key in which:
+                    if len(streams[k]) != 2 * size:
+                        raise CodecError(f"{self.name}: {key} scale stream has {len(streams[k])} bytes, expected {2 * size}")
+                    v = np.frombuffer(streams[k], np.float16)
+                    if not np.all(np.isfinite(v)) or np.any(v <= 0):
+                        raise CodecError(f"{self.name}: {key} scales must be finite and positive")
+                    a, b = (v, b) if key == "row" else (a, v)
+                    k += 1
         try:
             q = qn.rans_decode(streams[0], n, sym)
         except ValueError as e:
             raise CodecError(f"{self.name}: {e}") from None
         c = qn.dequantize_uniform(q, np.array([step], np.float32), group_size=max(1, n), nthreads=nthreads)
         w = self.inverse(c, tuple(shape), params, nthreads)
+        w = self._apply(np.asarray(w, np.float32).reshape(shape), a, b, inverse=True)
         return from_float32(w, dtype)
 
 
@@ -160,7 +233,8 @@ class RftDense(_Scalar):
 
     name = "rft-dense"
 
-    def __init__(self, beta: float = 1.0, sigma: float = 1.0) -> None:
+    def __init__(self, beta: float = 1.0, sigma: float = 1.0, row_scale=None, col_scale=None) -> None:
+        super().__init__(row_scale, col_scale)
         self.beta, self.sigma = beta, sigma
 
     def transform_params(self) -> dict:

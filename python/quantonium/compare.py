@@ -1,0 +1,361 @@
+"""``quantonium compare``: our codecs and peer quantisers side by side, on one model, one text.
+
+Every method is applied to the same *large* tensors (two or more dimensions,
+4096 values or more); small ones (norms, biases) are stored lossless for
+every method, with the same bits. bpw = 8 * (bytes of every tensor) / weights,
+where a method's bytes are what it must store: our payloads as written to a
+.qnt (headers, scales, tables included); for peers, their packed integers plus
+their scales / minimums / zeros counted at 16 bits each (fp16), whatever
+dtype the library happens to keep them in. Fidelity is measured on the
+rebuilt model (``quantonium.evaluate.compare_models``), plus the weight SNR.
+
+Methods (``--bits`` picks the operating points):
+
+- ``direct``, ``rft-dense``, ``rft-spectral``: one setting for all tensors, each
+  tensor at the target bpw (the "uniform setting").
+- ``auto``: the Lagrangian allocation over direct and rft-dense curves,
+  weighted by sensitivities measured on the calibration text (``codecs.allocate``).
+- ``rtn-g32`` / ``rtn-g128``: round-to-nearest int-k, symmetric, fp16 scale per
+  group (our ``fixed`` codec), k = each requested bit count from 2 to 8.
+- ``gguf-q8_0`` / ``gguf-q5_0`` / ``gguf-q4_1`` / ``gguf-q4_0``: the ``gguf``
+  package's reference quantisers; each runs at the bit count its name carries.
+- ``hqq-g64``: HQQ (half-quadratic, data-free), 1/2/3/4/8 bits, group 64.
+- ``quanto``: optimum-quanto qint2 / qint4 (group 128, scale + shift) / qint8 (per row).
+
+A peer whose package is missing, or whose format does not fit a tensor's
+shape, is reported as not run, with the reason; nothing is substituted.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .codecs import SMALL_TENSOR, decode_tensor, encode_tensor
+from .metrics import snr_db
+
+__all__ = ["METHODS", "Workload", "compare", "write_chart"]
+
+OURS = ("auto", "direct", "rft-dense", "rft-spectral")
+PEERS = ("rtn-g32", "rtn-g128", "gguf-q8_0", "gguf-q5_0", "gguf-q4_1", "gguf-q4_0", "hqq-g64", "quanto")
+METHODS = OURS + PEERS
+_GGUF_BITS = {"gguf-q8_0": 8, "gguf-q5_0": 5, "gguf-q4_1": 4, "gguf-q4_0": 4}
+
+
+class NotRun(Exception):
+    """A method that cannot run here (package missing, shape unsupported): reported, not faked."""
+
+
+@dataclass
+class Workload:
+    """A model's tensors, its original (torch) model, the texts."""
+
+    source: str
+    tensors: dict[str, np.ndarray]
+    model: Any
+    tokenizer: Any
+    text: str
+    text_name: str
+    calibration: str
+    calibration_name: str
+    max_tokens: int = 4096
+    sentences: int = 256
+    threads: int = 2
+    _sens: dict | None = field(default=None, repr=False)
+
+    @classmethod
+    def load(cls, source: str, *, text: str | None = None, text_name: str | None = None,
+             calibration: str | None = None, calibration_name: str | None = None, **kw) -> Workload:
+        from .calibration import calibration_text
+        from .evaluate import default_text, load_original
+        from .models import classify, open_source
+
+        src = open_source(source)
+        roles = classify(src.names, src.config, src.shared)
+        names = [n for n in src.names if n not in roles.buffers and n not in roles.tied]
+        tensors = {n: np.asarray(src.read(n)) for n in names}
+        model, tok = load_original(source)
+        if text is None:
+            text_name, text = default_text()
+        if calibration is None:
+            calibration_name, calibration = calibration_text()
+        return cls(source, tensors, model, tok, text, text_name or "user text", calibration,
+                   calibration_name or "user calibration text", **kw)
+
+    @property
+    def large(self) -> dict[str, np.ndarray]:
+        return {n: a for n, a in self.tensors.items() if a.ndim > 1 and a.size >= SMALL_TENSOR}
+
+    @property
+    def weights(self) -> int:
+        return sum(a.size for a in self.tensors.values())
+
+    def sensitivity(self, floor: float | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        from .calibration import DEFAULT_FLOOR
+
+        floor = DEFAULT_FLOOR if floor is None else floor
+        back = self._measured()
+        return {back[m]: s.factors(floor) for m, s in self._sens.items() if back.get(m) in self.tensors}
+
+    def _measured(self) -> dict[str, str]:
+        from .calibration import match_names, measure
+
+        if self._sens is None:
+            self._sens = measure(self.model, self.tokenizer, self.calibration,
+                                 max_tokens=self.max_tokens, sentences=self.sentences, gram=True)
+        return {m: n for n, m in match_names(list(self._sens), list(self.tensors)).items()}
+
+    def grams(self) -> dict[str, tuple[np.ndarray, bool]]:
+        """Input Gram matrices (for GPTQ) by tensor name."""
+        back = self._measured()
+        return {back[m]: (s.gram, s.transposed) for m, s in self._sens.items()
+                if s.gram is not None and back.get(m) in self.tensors}
+
+
+# --- methods: each returns (reconstructed large tensors, bits spent on them) ----------------
+
+def _ours(codec: str) -> Callable:
+    def run(wl: Workload, bits: float):
+        if codec == "auto":
+            from .codecs.allocate import encode_allocated
+
+            # the allocation counts the small tensors (lossless, as here) inside the budget
+            enc = encode_allocated(wl.tensors, bits, codec="auto", sensitivity=wl.sensitivity(), nthreads=wl.threads)
+            enc = {n: e for n, e in enc.items() if n in wl.large}
+        else:
+            # the bpw target covers the payload; the small tensors' lossless bits are added on top,
+            # so the target is corrected to make the total land on `bits`.
+            enc = {n: encode_tensor(a, codec, bpw=_large_target(wl, bits), nthreads=wl.threads)
+                   for n, a in wl.large.items()}
+        rec = {n: decode_tensor(e.payload, e.codec, a.shape, "float32", nthreads=wl.threads) for n, e in enc.items()
+               for a in (wl.tensors[n],)}
+        return rec, sum(e.bits for e in enc.values()), {"codecs": sorted({e.codec for e in enc.values()})}
+    return run
+
+
+def _large_target(wl: Workload, bits: float) -> float:
+    small = sum(_lossless_bits(wl).values())
+    nl = sum(a.size for a in wl.large.values())
+    return max((bits * wl.weights - small) / nl, 0.05)
+
+
+def _lossless_bits(wl: Workload) -> dict[str, int]:
+    cache = wl.__dict__.setdefault("_small_bits", {})
+    if not cache:
+        for n, a in wl.tensors.items():
+            if n not in wl.large:
+                cache[n] = encode_tensor(a, "lossless").bits
+    return cache
+
+
+def _rtn(group: int) -> Callable:
+    def run(wl: Workload, bits: float):
+        from .codecs.fixed import Fixed
+
+        k = int(round(bits))
+        if k != bits or not 2 <= k <= 8:
+            raise NotRun(f"RTN runs at whole bit counts 2-8, not {bits:g}")
+        f = Fixed(group_size=group)
+        rec, total = {}, 0
+        for n, a in wl.large.items():
+            w = np.ascontiguousarray(a, np.float32)
+            if w.shape[-1] % group:
+                raise NotRun(f"rows of {n} ({w.shape[-1]}) are not a multiple of {group}")
+            payload = f._encode_bits(w, k, wl.threads)
+            rec[n] = decode_tensor(payload, "fixed", w.shape, "float32")
+            total += 8 * len(payload)
+        return rec, total, {"int_bits": k, "group": group}
+    return run
+
+
+def _gguf(method: str) -> Callable:
+    def run(wl: Workload, bits: float):
+        try:
+            from gguf import GGMLQuantizationType, quants
+        except ImportError as e:
+            raise NotRun(f"gguf package not installed ({e})") from None
+        if bits != _GGUF_BITS[method]:
+            raise NotRun(f"{method} runs at {_GGUF_BITS[method]} bits")
+        qt = getattr(GGMLQuantizationType, method.split("-")[1].upper())
+        rec, total = {}, 0
+        for n, a in wl.large.items():
+            w = np.ascontiguousarray(a, np.float32).reshape(a.shape[0], -1)
+            if w.shape[-1] % 32:
+                raise NotRun(f"rows of {n} ({w.shape[-1]}) are not a multiple of the 32-weight block")
+            q = quants.quantize(w, qt)
+            total += 8 * q.nbytes
+            rec[n] = quants.dequantize(q, qt).reshape(a.shape).astype(np.float32)
+        return rec, total, {"type": qt.name}
+    return run
+
+
+def _hqq(wl: Workload, bits: float):
+    try:
+        import torch
+        from hqq.core.quantize import Quantizer
+    except ImportError as e:
+        raise NotRun(f"hqq not installed ({e})") from None
+    k = int(round(bits))
+    if k != bits or k not in (1, 2, 3, 4, 8):
+        raise NotRun(f"HQQ runs at 1, 2, 3, 4 or 8 bits, not {bits:g}")
+    rec, total = {}, 0
+    for n, a in wl.large.items():
+        W = torch.from_numpy(np.ascontiguousarray(a, np.float32).reshape(a.shape[0], -1))
+        if W.numel() % 64:
+            raise NotRun(f"{n} has {W.numel()} values, not a multiple of the group of 64")
+        Wq, meta = Quantizer.quantize(W, nbits=k, group_size=64, optimize=True, axis=1, device="cpu",
+                                      compute_dtype=torch.float32)
+        groups = meta["scale"].numel()
+        total += 8 * Wq.numel() * Wq.element_size() + 2 * 16 * groups  # packed data + fp16 scale and zero
+        rec[n] = Quantizer.dequantize(Wq, meta).reshape(a.shape).float().numpy()
+    return rec, total, {"nbits": k, "group": 64, "optimize": True}
+
+
+def _quanto(wl: Workload, bits: float):
+    try:
+        import torch
+        from optimum.quanto import freeze, qint2, qint4, qint8, quantize
+    except ImportError as e:
+        raise NotRun(f"optimum-quanto not installed ({e})") from None
+    qt = {2: qint2, 4: qint4, 8: qint8}.get(int(bits) if bits == int(bits) else -1)
+    if qt is None:
+        raise NotRun(f"quanto runs at 2, 4 or 8 bits (qint2/qint4/qint8), not {bits:g}")
+    rec, total = {}, 0
+    for n, a in wl.large.items():
+        w = np.ascontiguousarray(a, np.float32).reshape(a.shape[0], -1)
+        lin = torch.nn.Linear(w.shape[1], w.shape[0], bias=False)
+        lin.weight.data.copy_(torch.from_numpy(w))
+        m = torch.nn.Sequential(lin)
+        quantize(m, weights=qt)
+        freeze(m)
+        qw = m[0].weight
+        data = qw._data
+        packed = getattr(data, "_data", data)
+        total += 8 * packed.numel() * packed.element_size()
+        for meta in ("_scale", "_shift"):
+            if getattr(qw, meta, None) is not None:
+                total += 16 * getattr(qw, meta).numel()
+        rec[n] = qw.dequantize().float().reshape(a.shape).detach().numpy()
+    return rec, total, {"weights": qt.name}
+
+
+_RUN: dict[str, Callable] = {
+    **{c: _ours(c) for c in OURS},
+    "rtn-g32": _rtn(32), "rtn-g128": _rtn(128),
+    **{g: _gguf(g) for g in _GGUF_BITS},
+    "hqq-g64": _hqq, "quanto": _quanto,
+}
+
+
+def _points(method: str, bits: Sequence[float]) -> list[float]:
+    if method in _GGUF_BITS:
+        return [float(_GGUF_BITS[method])] if _GGUF_BITS[method] in bits else []
+    if method == "hqq-g64":
+        return [b for b in bits if b in (1, 2, 3, 4, 8)]
+    if method == "quanto":
+        return [b for b in bits if b in (2, 4, 8)]
+    return list(bits)
+
+
+def compare(wl: Workload, bits: Sequence[float], methods: Sequence[str] = METHODS,
+            progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Runs every method at every applicable bit count; returns rows + what did not run."""
+    from .evaluate import compare_models, with_weights
+
+    for m in methods:
+        if m not in _RUN:
+            raise ValueError(f"unknown method {m!r}; expected some of {', '.join(METHODS)}")
+    small = _lossless_bits(wl)
+    rows, not_run = [], []
+    for m in methods:
+        for b in _points(m, bits):
+            t0 = time.perf_counter()
+            try:
+                rec, large_bits, info = _RUN[m](wl, b)
+            except NotRun as e:
+                not_run.append({"method": m, "bits": b, "reason": str(e)})
+                continue
+            t_enc = time.perf_counter() - t0
+            total_bits = large_bits + sum(small.values())
+            num = sum(float(np.sum((np.asarray(wl.tensors[n], np.float64) - rec[n]) ** 2)) for n in rec)
+            den = sum(float(np.sum(np.asarray(wl.tensors[n], np.float64) ** 2)) for n in rec)
+            fid = compare_models(wl.model, with_weights(wl.model, rec), wl.tokenizer, wl.text,
+                                 max_tokens=wl.max_tokens, sentences=wl.sentences)
+            row = {
+                "method": m, "requested_bits": b, "bpw": total_bits / wl.weights, "file_bytes": math.ceil(total_bits / 8),
+                "weight_snr_db": 10 * math.log10(den / num) if num > 0 else math.inf,
+                "median_tensor_snr_db": float(np.median([snr_db(np.asarray(wl.tensors[n], np.float32), rec[n]) for n in rec])),
+                "encode_seconds": t_enc, **{k: v for k, v in fid.items() if k != "kind"}, "info": info,
+            }
+            rows.append(row)
+            if progress:
+                progress(format_row(row))
+    kind = "causal-lm" if type(wl.model).__name__.endswith(("ForCausalLM", "LMHeadModel")) else "encoder"
+    return {
+        "source": wl.source, "kind": kind, "weights": wl.weights, "text": wl.text_name,
+        "calibration": wl.calibration_name if "auto" in methods else None,
+        "bits_counting": "8 * all bytes a decoder needs (small tensors lossless for every method; peer scales/zeros at fp16)",
+        "rows": rows, "not_run": not_run,
+    }
+
+
+def format_row(r: dict) -> str:
+    if "mean_cosine" in r:
+        fid = f"cos mean {r['mean_cosine']:.4f} min {r['min_cosine']:.4f}"
+    else:
+        fid = f"ppl {r['perplexity_compressed']:.2f} ({r['perplexity_change_pct']:+.2f}%) KL {r['mean_kl_nats']:.4f} top1 {100 * r['top1_agreement']:.1f}%"
+    return (f"{r['method']:<13} {r['bpw']:6.3f} bpw {r['file_bytes'] / 2**20:8.2f} MiB  SNR {r['weight_snr_db']:6.2f} dB  "
+            f"{fid}  {r['encode_seconds']:6.1f} s")
+
+
+def table(res: dict) -> str:
+    enc = res["kind"] == "encoder"
+    head = ("| method | bits asked | bpw | file MiB | weight SNR dB | "
+            + ("mean cos | min cos |" if enc else "ppl | ppl change | KL nats | top-1 |") + " encode s |")
+    lines = [head, "|" + "---|" * (head.count("|") - 1)]
+    for r in sorted(res["rows"], key=lambda r: (r["requested_bits"], r["bpw"])):
+        fid = (f"{r['mean_cosine']:.4f} | {r['min_cosine']:.4f}" if enc else
+               f"{r['perplexity_compressed']:.2f} | {r['perplexity_change_pct']:+.2f}% | {r['mean_kl_nats']:.4f} | {100 * r['top1_agreement']:.1f}%")
+        lines.append(f"| {r['method']} | {r['requested_bits']:g} | {r['bpw']:.3f} | {r['file_bytes'] / 2**20:.2f} | "
+                     f"{r['weight_snr_db']:.2f} | {fid} | {r['encode_seconds']:.1f} |")
+    for n in res["not_run"]:
+        lines.append(f"\nnot run: {n['method']} at {n['bits']:g} bits: {n['reason']}")
+    return "\n".join(lines)
+
+
+def write_chart(res: dict, path: str | Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    enc = res["kind"] == "encoder"
+    fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
+    for m in dict.fromkeys(r["method"] for r in res["rows"]):
+        pts = sorted((r["bpw"], (1 - r["mean_cosine"]) if enc else r["mean_kl_nats"]) for r in res["rows"] if r["method"] == m)
+        style = "-o" if m in OURS else "--s"
+        ax.plot([p[0] for p in pts], [max(p[1], 1e-7) for p in pts], style, label=m, ms=4)
+    ax.set_yscale("log")
+    ax.set_xlabel("bits per weight (whole model, everything counted)")
+    ax.set_ylabel("1 - mean cosine (lower is better)" if enc else "mean KL(original || compressed), nats")
+    ax.set_title(f"{Path(res['source']).name}: rate-distortion, ours (solid) vs peers (dashed)", fontsize=9)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    tmp = Path(str(path) + ".tmp")
+    fig.savefig(tmp, format="png")
+    plt.close(fig)
+    tmp.replace(path)
+
+
+def write_json(res: dict, path: str | Path) -> None:
+    tmp = Path(str(path) + ".tmp")
+    tmp.write_text(json.dumps(res, indent=1, default=float))
+    tmp.replace(path)
