@@ -8,8 +8,9 @@ corpus; MiniLM: embedding cosine, causal LMs: perplexity / KL / top-1):
   common-step     one step for all tensors (``codecs.rate.encode_set``)
   lagrangian      Lagrangian allocation over measured RD curves, plain squared error
   weighted        the same, error weighted by calibration sensitivities (direct only)
-  weighted-auto   weighted, direct and rft-dense curves
   weighted-gptq   weighted, direct, with GPTQ error compensation on the chosen grids
+  auto            weighted + GPTQ, and direct / rft-dense curves for the tensors without a
+                  Gram matrix (embeddings): ``compress --codec auto --bits B --calibration builtin``
 
 The calibration text (Wikipedia prose from gensim's test data) is not the
 evaluation text. Usage::
@@ -44,6 +45,7 @@ def main() -> int:
     ap.add_argument("--bits", default="3,4")
     ap.add_argument("--floors", default="", help="also run weighted with these sensitivity floors (comma separated)")
     ap.add_argument("--max-tokens", type=int, default=4096)
+    ap.add_argument("--calibration-sentences", type=int, default=1024, help="encoders: calibration sentences (default 1024)")
     ap.add_argument("--only", help="comma-separated subset of the methods")
     ap.add_argument("--json")
     args = ap.parse_args()
@@ -54,7 +56,7 @@ def main() -> int:
     from quantonium.compare import Workload
     from quantonium.evaluate import compare_models, with_weights
 
-    wl = Workload.load(model_path(args.model), max_tokens=args.max_tokens)
+    wl = Workload.load(model_path(args.model), max_tokens=args.max_tokens, calibration_sentences=args.calibration_sentences)
     t0 = time.perf_counter()
     sens = wl.sensitivity()
     t_sens = time.perf_counter() - t0
@@ -82,8 +84,8 @@ def main() -> int:
         run("common-step", b, lambda: encode_set(wl.tensors, b))
         run("lagrangian", b, lambda: encode_allocated(wl.tensors, b))
         run("weighted", b, lambda: encode_allocated(wl.tensors, b, sensitivity=sens))
-        run("weighted-auto", b, lambda: encode_allocated(wl.tensors, b, codec="auto", sensitivity=sens))
         run("weighted-gptq", b, lambda: encode_allocated(wl.tensors, b, sensitivity=sens, grams=wl.grams()))
+        run("auto", b, lambda: encode_allocated(wl.tensors, b, codec="auto", sensitivity=sens, grams=wl.grams()))
         for f in [float(x) for x in args.floors.split(",") if x]:
             sf = wl.sensitivity(floor=f)
             run(f"weighted-floor{f:g}", b, lambda: encode_allocated(wl.tensors, b, sensitivity=sf))

@@ -194,7 +194,9 @@ def test_decoders_reject_tampered_payloads(rng, codec):
     enc = encode_tensor(a, codec, **kw)
     p = enc.payload
     hlen = int.from_bytes(p[:4], "little")
-    cases = [p[:-1], p + b"\0", p[:4] + p[4 : 4 + hlen].replace(b'"version":1', b'"version":9') + p[4 + hlen :]]
+    newer = p[:4] + p[4 : 4 + hlen].replace(f'"version":{enc.version}'.encode(), b'"version":9') + p[4 + hlen :]
+    assert newer != p
+    cases = [p[:-1], p + b"\0", newer]
     for bad in cases:
         with pytest.raises(CodecError):
             decode_tensor(bad, codec, a.shape, "float32")

@@ -124,6 +124,11 @@ def test_compress_with_allocation_and_calibration(tmp_path, gpt2_folder):
         # the tensors' payloads (scales, tables, headers included) average 3 bpw at most
         assert 2.9 <= sum(i["bits"] for i in infos) / sum(i["numel"] for i in infos) <= 3.0
         assert len({round(i["bpw"], 2) for i in infos if i["codec"] == "direct"}) > 3  # not one setting for all
+        gaps = [i["shannon_gap_bpw"] for i in infos if i["codec"] == "direct"]
+        assert all(g is not None and -0.2 < g < 2.0 for g in gaps)  # entropy-coded uniform: near the bound
+        assert all(i["shannon_gap_bpw"] is None for i in infos if i["codec"] == "lossless")
+    r = run_cli("inspect", tmp_path / "m.qnt")
+    assert r.returncode == 0 and "gap" in r.stdout
     assert res["bpw"] > 3.0  # the whole file also holds the tokenizer and config
     compress(str(src), tmp_path / "p.qnt", codec="direct", bpw=3, allocate=True, progress=False)
     with QntFile(tmp_path / "p.qnt") as f:

@@ -135,7 +135,7 @@ def match_names(model_names: list[str], names: list[str]) -> dict[str, str]:
 
 
 def measure(model, tok, text: str, *, max_tokens: int = 8192, window: int = 256,
-            sentences: int = 256, seed: int = 0, gram: bool = False) -> dict[str, Sensitivity]:
+            sentences: int = 1024, seed: int = 0, gram: bool = False) -> dict[str, Sensitivity]:
     """Sensitivities of every Linear / Conv1D / Embedding weight, by parameter name.
 
     With ``gram``, also the input Gram matrix E[x x^T] of each Linear / Conv1D

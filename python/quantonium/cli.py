@@ -127,10 +127,12 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         total = sum(r["numel"] for r in rows)
         print(f"{args.file}: {m.get('id', '?')} ({m.get('architecture', '?')}), format {f.version[0]}.{f.version[1]}, "
               f"{len(rows)} tensors, {total:,} values, {f.size:,} bytes, {8 * f.size / max(total, 1):.3f} bpw (whole file)")
-        print(f"{'name':<60} {'shape':<18} {'codec':<13} {'bits':>12} {'bpw':>7} {'SNR dB':>8}")
+        print(f"{'name':<60} {'shape':<18} {'codec':<13} {'bits':>12} {'bpw':>7} {'SNR dB':>8} {'gap':>6}")
         for r in rows:
             snr = "exact" if r["snr_db"] is None else f"{r['snr_db']:.2f}"
-            print(f"{r['name']:<60} {'x'.join(map(str, r['shape'])):<18} {r['codec']:<13} {r['bits']:>12,} {r['bpw']:>7.3f} {snr:>8}")
+            gap = "-" if r.get("shannon_gap_bpw") is None else f"{r['shannon_gap_bpw']:.3f}"
+            print(f"{r['name']:<60} {'x'.join(map(str, r['shape'])):<18} {r['codec']:<13} {r['bits']:>12,} {r['bpw']:>7.3f} {snr:>8} {gap:>6}")
+        print("gap: bits per weight above the Shannon lower bound h(W) - log2(2 pi e D)/2 at the measured error")
     return 0
 
 

@@ -14,7 +14,9 @@ Methods (``--bits`` picks the operating points):
 - ``direct``, ``rft-dense``, ``rft-spectral``: one setting for all tensors, each
   tensor at the target bpw (the "uniform setting").
 - ``auto``: the Lagrangian allocation over direct and rft-dense curves,
-  weighted by sensitivities measured on the calibration text (``codecs.allocate``).
+  weighted by sensitivities measured on the calibration text, with GPTQ error
+  compensation on the grids of the matrices (``codecs.allocate``, ``codecs.gptq``);
+  what ``compress --codec auto --bits B --calibration builtin`` writes.
 - ``rtn-g32`` / ``rtn-g128``: round-to-nearest int-k, symmetric, fp16 scale per
   group (our ``fixed`` codec), k = each requested bit count from 2 to 8.
 - ``gguf-q8_0`` / ``gguf-q5_0`` / ``gguf-q4_1`` / ``gguf-q4_0``: the ``gguf``
@@ -66,8 +68,10 @@ class Workload:
     calibration: str
     calibration_name: str
     max_tokens: int = 4096
-    sentences: int = 256
+    sentences: int = 256  # evaluation sentences (encoders)
+    calibration_sentences: int = 1024  # calibration sentences (encoders)
     threads: int = 2
+    model_id: str = ""
     _sens: dict | None = field(default=None, repr=False)
 
     @classmethod
@@ -87,7 +91,7 @@ class Workload:
         if calibration is None:
             calibration_name, calibration = calibration_text()
         return cls(source, tensors, model, tok, text, text_name or "user text", calibration,
-                   calibration_name or "user calibration text", **kw)
+                   calibration_name or "user calibration text", model_id=src.model_id, **kw)
 
     @property
     def large(self) -> dict[str, np.ndarray]:
@@ -109,7 +113,7 @@ class Workload:
 
         if self._sens is None:
             self._sens = measure(self.model, self.tokenizer, self.calibration,
-                                 max_tokens=self.max_tokens, sentences=self.sentences, gram=True)
+                                 max_tokens=self.max_tokens, sentences=self.calibration_sentences, gram=True)
         return {m: n for n, m in match_names(list(self._sens), list(self.tensors)).items()}
 
     def grams(self) -> dict[str, tuple[np.ndarray, bool]]:
@@ -127,7 +131,8 @@ def _ours(codec: str) -> Callable:
             from .codecs.allocate import encode_allocated
 
             # the allocation counts the small tensors (lossless, as here) inside the budget
-            enc = encode_allocated(wl.tensors, bits, codec="auto", sensitivity=wl.sensitivity(), nthreads=wl.threads)
+            enc = encode_allocated(wl.tensors, bits, codec="auto", sensitivity=wl.sensitivity(), grams=wl.grams(),
+                                   nthreads=wl.threads)
             enc = {n: e for n, e in enc.items() if n in wl.large}
         else:
             # the bpw target covers the payload; the small tensors' lossless bits are added on top,
@@ -302,8 +307,28 @@ def compare(wl: Workload, bits: Sequence[float], methods: Sequence[str] = METHOD
         "source": wl.source, "kind": kind, "weights": wl.weights, "text": wl.text_name,
         "calibration": wl.calibration_name if "auto" in methods else None,
         "bits_counting": "8 * all bytes a decoder needs (small tensors lossless for every method; peer scales/zeros at fp16)",
-        "rows": rows, "not_run": not_run,
+        "model_id": wl.model_id, "rows": rows, "not_run": not_run,
     }
+
+
+def losses(res: dict, method: str = "auto", lo: float = 3.0, hi: float = 8.0) -> list[dict]:
+    """Where ``method`` loses (issue 5's target): at each bit count, a peer run at the same bit
+    count that spends the same or more bits (its scales on top) and does better.
+
+    Better = higher mean cosine (encoders) or lower mean KL (causal LMs).
+    """
+    enc = res["kind"] == "encoder"
+    score = (lambda r: r["mean_cosine"]) if enc else (lambda r: -r["mean_kl_nats"])
+    ours = [r for r in res["rows"] if r["method"] == method and lo <= r["requested_bits"] <= hi]
+    out = []
+    for a in ours:
+        for p in res["rows"]:
+            same = p["requested_bits"] == a["requested_bits"] and p["bpw"] >= a["bpw"] - 1e-9
+            if p["method"] in PEERS and same and score(p) > score(a):
+                out.append({"ours": method, "ours_bpw": a["bpw"], "peer": p["method"], "peer_bpw": p["bpw"],
+                            "metric": "mean_cosine" if enc else "mean_kl_nats",
+                            "ours_value": score(a) if enc else -score(a), "peer_value": score(p) if enc else -score(p)})
+    return out
 
 
 def format_row(r: dict) -> str:
@@ -327,6 +352,13 @@ def table(res: dict) -> str:
                      f"{r['weight_snr_db']:.2f} | {fid} | {r['encode_seconds']:.1f} |")
     for n in res["not_run"]:
         lines.append(f"\nnot run: {n['method']} at {n['bits']:g} bits: {n['reason']}")
+    if any(r["method"] == "auto" for r in res["rows"]):
+        lost = losses(res)
+        lines.append("\nauto vs each peer run at the same bit count (spending the same or more bits), 3-8 bits: "
+                     + ("auto is at least as good everywhere." if not lost else "auto loses to:"))
+        for x in lost:
+            lines.append(f"- {x['peer']} at {x['peer_bpw']:.3f} bpw: {x['metric']} {x['peer_value']:.5f} vs auto's "
+                         f"{x['ours_value']:.5f} at {x['ours_bpw']:.3f} bpw")
     return "\n".join(lines)
 
 
@@ -345,7 +377,7 @@ def write_chart(res: dict, path: str | Path) -> None:
     ax.set_yscale("log")
     ax.set_xlabel("bits per weight (whole model, everything counted)")
     ax.set_ylabel("1 - mean cosine (lower is better)" if enc else "mean KL(original || compressed), nats")
-    ax.set_title(f"{Path(res['source']).name}: rate-distortion, ours (solid) vs peers (dashed)", fontsize=9)
+    ax.set_title(f"{res.get('model_id') or Path(res['source']).name}: rate-distortion, ours (solid) vs peers (dashed)", fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()

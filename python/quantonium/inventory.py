@@ -87,7 +87,7 @@ def _model_entry(path: Path, forward: bool) -> dict[str, Any]:
         rows = []
         for name in f:
             i = f.info(name)
-            rows.append({k: i.get(k) for k in ("name", "shape", "dtype", "source_dtype", "codec", "bits", "bpw", "snr_db", "stored_values")})
+            rows.append({k: i.get(k) for k in ("name", "shape", "dtype", "source_dtype", "codec", "bits", "bpw", "snr_db", "shannon_gap_bpw", "stored_values")})
         params = sum(int(np.prod(r["shape"], dtype=np.int64)) for r in rows)
         stored = sum(r["stored_values"] or 0 for r in rows)
         quantum = sum(r["stored_values"] or 0 for r in rows if r["codec"] == "rft-spectral")
@@ -281,9 +281,12 @@ def write(inv: dict[str, Any], md_path: str | Path, json_path: str | Path | None
     for m in inv["models"]:
         if "per_tensor" not in m:
             continue
-        L += [f"### {m['model_id']}", "", "| name | shape | codec | bits | bpw | SNR (dB) |", "|---|---|---|---|---|---|"]
+        L += [f"### {m['model_id']}", "", "| name | shape | codec | bits | bpw | SNR (dB) | gap to Shannon bound (bits/weight) |",
+              "|---|---|---|---|---|---|---|"]
         for r in m["per_tensor"]:
-            L.append(f"| {r['name']} | {'x'.join(map(str, r['shape']))} | {r['codec']} | {_fmt(r['bits'])} | {_fmt(r['bpw'], 3)} | {'exact' if r['snr_db'] is None else _fmt(r['snr_db'])} |")
+            gap = r.get("shannon_gap_bpw")
+            L.append(f"| {r['name']} | {'x'.join(map(str, r['shape']))} | {r['codec']} | {_fmt(r['bits'])} | {_fmt(r['bpw'], 3)} | "
+                     f"{'exact' if r['snr_db'] is None else _fmt(r['snr_db'])} | {'-' if gap is None else _fmt(gap, 3)} |")
         L.append("")
     tmp = md_path.with_suffix(md_path.suffix + ".tmp")
     tmp.write_text("\n".join(L) + "\n")

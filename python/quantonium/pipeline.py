@@ -141,7 +141,7 @@ def compress(
         if planned:
             shape, dtype, enc = planned.pop(name)
             sizes[name] = enc.numel * itemsize(dtype)
-            return shape, dtype, enc
+            return shape, dtype, enc  # (Encoded, Shannon gap)
         a = src.read(name)
         sizes[name] = a.nbytes
         if a.dtype.name not in DTYPES:
@@ -149,7 +149,7 @@ def compress(
         small = a.ndim <= 1 or a.size < SMALL_TENSOR  # norms, biases: lossless by default
         lossy = not small and (inc is None or inc.search(name)) and not (exc and exc.search(name))
         enc = encode_tensor(a, codec if lossy else "lossless", snr_db=snr_db, bpw=bpw, keep=keep, nthreads=1)
-        return a.shape, a.dtype.name, enc
+        return a.shape, a.dtype.name, (enc, _gap(a, enc))
 
     with QntWriter(out, model=model_meta) as w:
         for fname, data in src.files.items():
@@ -161,8 +161,8 @@ def compress(
                 nonlocal parameters, stored
                 while len(pending) > limit:
                     name, fut = pending.pop(0)
-                    shape, dtype, enc = fut.result()
-                    w.add_tensor(name, enc, shape, dtype, source_dtype=src.source_dtypes.get(name))
+                    shape, dtype, (enc, gap) = fut.result()
+                    w.add_tensor(name, enc, shape, dtype, source_dtype=src.source_dtypes.get(name), shannon_gap_bpw=gap)
                     parameters += enc.numel
                     stored += enc.stored_values
                     stats.append((enc.codec, enc.snr_db))
@@ -209,7 +209,7 @@ def _allocate(src, todo, bpw, codec, inc, exc, calibration, floor, threads, mode
             raise ValueError(f"tensor {name!r} has dtype {a.dtype}, which is not a buffer and not float32/float16/bfloat16")
         tensors[name] = a
     forced = {n for n in todo if (inc is not None and not inc.search(n)) or (exc is not None and exc.search(n))}
-    sens = None
+    sens = grams = None
     if calibration is not None:
         from .evaluate import load_original
 
@@ -221,15 +221,30 @@ def _allocate(src, todo, bpw, codec, inc, exc, calibration, floor, threads, mode
                 raise ValueError(f"{p}: no such calibration text file")
             cal_name, text = p.name, p.read_text(encoding="utf-8", errors="replace")
         model, tok = load_original(src.source)
-        s = measure(model, tok, text)
+        s = measure(model, tok, text, gram=True)
         del model
         back = {m: n for n, m in match_names(list(s), list(tensors)).items()}
         fl = DEFAULT_FLOOR if floor is None else floor
         sens = {back[m]: v.factors(fl) for m, v in s.items() if back.get(m) in tensors}
+        grams = {back[m]: (v.gram, v.transposed) for m, v in s.items() if v.gram is not None and back.get(m) in tensors}
         model_meta["calibration"] = {"text": cal_name, "chars": len(text), "floor": fl, "weighted_tensors": len(sens),
-                                     "method": "row: E[(dL/dy)^2] under sampled labels; col: E[x^2] (quantonium.calibration)"}
-    enc = encode_allocated(tensors, bpw, codec=codec, sensitivity=sens, lossless_names=forced, nthreads=max(1, threads))
-    return {n: (a.shape, a.dtype.name, enc[n]) for n, a in tensors.items()}
+                                     "method": "row: E[(dL/dy)^2] under sampled labels; col: E[x^2] (quantonium.calibration)",
+                                     "gptq_tensors": len(grams) if codec in ("direct", "auto") else 0}
+    enc = encode_allocated(tensors, bpw, codec=codec, sensitivity=sens, lossless_names=forced,
+                           grams=grams if codec in ("direct", "auto") else None, nthreads=max(1, threads))
+    return {n: (a.shape, a.dtype.name, (enc[n], _gap(a, enc[n]))) for n, a in tensors.items()}
+
+
+def _gap(a: np.ndarray, enc) -> float | None:
+    """The tensor's distance to the Shannon lower bound, bits per weight (None when exact)."""
+    if enc.codec == "lossless":
+        return None
+    from .codecs import decode_tensor
+    from .metrics import shannon_gap
+
+    w_hat = decode_tensor(enc.payload, enc.codec, a.shape, "float32")
+    g = shannon_gap(np.asarray(a, np.float32), w_hat, enc.bpw)
+    return None if not math.isfinite(g) else g
 
 
 def state_dict(f: QntFile, *, threads: int = 1) -> dict[str, np.ndarray]:

@@ -16,6 +16,9 @@ that the total *weighted* squared error is the smallest the budget allows:
    minimises D + lambda * R; lambda is bisected until the total rate meets
    the budget. Tensors whose error costs little give up bits first, down to
    all-zero symbols (reverse water-filling: a tensor can get no bits at all).
+   The hull steps are discrete (a 1/8-octave step of a large tensor is a
+   visible share of the total), so what is left is then spent greedily, one
+   hull point at a time, best distortion saved per bit first.
 3. The chosen points are encoded for real. The entropy estimate misses the
    real payload by a little (rANS table, header; more for wide int16
    alphabets), so each curve is shifted by the difference measured at its
@@ -32,6 +35,8 @@ differ in how fast their error falls.
 from __future__ import annotations
 
 import math
+import os
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -45,6 +50,7 @@ __all__ = ["Point", "allocate", "encode_allocated", "measure_curve"]
 #: log2(step / rms of the coefficients) on the ladder
 LADDER = np.arange(-80, 25) / 8.0
 TOLERANCE_BPW = 0.05
+_DEBUG = bool(os.environ.get("QUANTONIUM_DEBUG_ALLOCATE"))
 MAX_RATE = 10.0  # bits per weight: finer steps are not measured
 _HEADER_BITS = 8 * 160  # JSON header of a direct / rft-dense payload, about
 
@@ -142,7 +148,30 @@ def allocate(curves: list[Curve], budget_bits: float) -> list[Point]:
             lo = mid
         if hi - lo < 1e-4:
             break
-    return best
+    return _fill(curves, best, budget_bits)
+
+
+def _fill(curves: list[Curve], pick: list[Point], budget_bits: float) -> list[Point]:
+    """Spends what the lambda search left over (its hull steps are discrete): greedily moves
+    tensors one hull point up, best distortion saved per bit first, while the budget allows."""
+    pick = list(pick)
+    pos = [c.hull.index(p) for c, p in zip(curves, pick)]
+    left = budget_bits - sum(p.bits for p in pick)
+    while True:
+        best, gain = None, 0.0
+        for i, c in enumerate(curves):
+            if pos[i] + 1 < len(c.hull):
+                nxt = c.hull[pos[i] + 1]
+                cost = nxt.bits - pick[i].bits
+                if 0 < cost <= left:
+                    g = (pick[i].dist - nxt.dist) / cost
+                    if g > gain:
+                        best, gain = i, g
+        if best is None:
+            return pick
+        pos[best] += 1
+        left -= curves[best].hull[pos[best]].bits - pick[best].bits
+        pick[best] = curves[best].hull[pos[best]]
 
 
 def encode_allocated(
@@ -183,6 +212,7 @@ def encode_allocated(
         fill = float(np.median(per_w)) if per_w else 1.0
     scales: dict[str, tuple[np.ndarray | None, np.ndarray | None]] = {}
     curves: list[Curve] = []
+    grams = dict(grams or {})
     for n, a in large.items():
         if n in sens:
             r, c = sens[n]
@@ -195,13 +225,14 @@ def encode_allocated(
         else:
             row, col, gm = None, None, 1.0
         scales[n] = (row, col)
-        pts = measure_curve(a, codecs, row, col, nthreads=nthreads)
+        # with a Gram matrix the tensor is coded direct + GPTQ (the curves do not see GPTQ's
+        # gain, so rft-dense would be compared unfairly; measured: it is never chosen anyway)
+        pts = measure_curve(a, ("direct",) if n in grams and a.ndim == 2 else codecs, row, col, nthreads=nthreads)
         for p in pts:
             p.dist *= gm * gm
         curves.append(Curve(n, a.size, pts))
     names = list(large)
     best_enc, goal = None, budget
-    grams = dict(grams or {})
     compensated: dict[tuple[str, float], np.ndarray] = {}
 
     def encode_point(n: str, p: Point) -> Encoded:
@@ -242,6 +273,9 @@ def encode_allocated(
                 "estimated_bits": round(p.bits), "weighted_distortion": p.dist,
             }
         real = sum(e.bits for e in enc.values())
+        if _DEBUG:
+            print(f"allocate: attempt {attempt} goal {goal / total_w:.4f} estimated {sum(p.bits for p in pick) / total_w:.4f} "
+                  f"real {real / total_w:.4f} budget {budget / total_w:.4f} (bpw of the set)", file=sys.stderr)
         if real <= budget and (best_enc is None or real > best_enc[0]):
             best_enc = (real, enc)
         if real <= budget and budget - real < 0.25 * TOLERANCE_BPW * total_w:
