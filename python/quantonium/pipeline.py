@@ -139,9 +139,9 @@ def compress(
 
     def job(name: str):
         if planned:
-            shape, dtype, enc = planned.pop(name)
-            sizes[name] = enc.numel * itemsize(dtype)
-            return shape, dtype, enc  # (Encoded, Shannon gap)
+            shape, dtype, done = planned.pop(name)  # (Encoded, Shannon gap)
+            sizes[name] = done[0].numel * itemsize(dtype)
+            return shape, dtype, done
         a = src.read(name)
         sizes[name] = a.nbytes
         if a.dtype.name not in DTYPES:
@@ -221,7 +221,7 @@ def _allocate(src, todo, bpw, codec, inc, exc, calibration, floor, threads, mode
                 raise ValueError(f"{p}: no such calibration text file")
             cal_name, text = p.name, p.read_text(encoding="utf-8", errors="replace")
         model, tok = load_original(src.source)
-        s = measure(model, tok, text, gram=True)
+        s = measure(model, tok, text, gram=True, max_tokens=4096)
         del model
         back = {m: n for n, m in match_names(list(s), list(tensors)).items()}
         fl = DEFAULT_FLOOR if floor is None else floor
