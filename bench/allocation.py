@@ -71,7 +71,8 @@ def main() -> int:
         secs = time.perf_counter() - t
         rec = {n: decode_tensor(e.payload, e.codec, wl.tensors[n].shape, "float32") for n, e in enc.items()}
         bpw = sum(e.bits for e in enc.values()) / wl.weights
-        fid = compare_models(wl.model, with_weights(wl.model, rec), wl.tokenizer, wl.text, max_tokens=wl.max_tokens)
+        fid = compare_models(wl.model, with_weights(wl.model, rec), wl.tokenizer, wl.text, max_tokens=wl.max_tokens,
+                             cache=wl._reference)
         fid.pop("kind")
         row = {"method": label, "target_bpw": bits, "bpw": bpw, "encode_seconds": secs,
                "codecs": {c: sum(1 for e in enc.values() if e.codec == c) for c in {e.codec for e in enc.values()}}, **fid}

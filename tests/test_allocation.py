@@ -32,8 +32,6 @@ def test_scales_put_the_error_where_the_weight_is_large(rng, cls):
     assert err[:8].mean() < err[8:].mean() / 30
     plain = cls().encode_step(w, 0.05)
     assert "scales" not in plain.params
-    # weighted error is what the scales minimise: lower than unscaled at the same bits
-    wbits = enc.bits
 
 
 def test_column_scales_and_both(rng):

@@ -157,12 +157,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from .container import update_model
     from .evaluate import evaluate
 
-    text = name = None
-    if args.text:
-        p = Path(args.text)
-        if not p.is_file():
-            raise CliError(f"{p}: no such text file")
-        text, name = p.read_text(encoding="utf-8", errors="replace"), p.name
+    text, name = _read_text(args.text, "text")
     res = evaluate(args.original, args.file, text=text, text_name=name, window=args.window, max_tokens=args.max_tokens)
     if not args.no_record:
         update_model(args.file, {"evaluation": res})
@@ -276,7 +271,9 @@ def build_parser() -> argparse.ArgumentParser:
                                     "HQQ, optimum-quanto) on one model at the given bits; fidelity on the rebuilt model.")
     cp.add_argument("source", help="the uncompressed model: folder, owner/name in the hub cache, .safetensors or .gguf")
     cp.add_argument("--bits", default="2,3,4,5,6,8", help="bit counts, comma separated (default 2,3,4,5,6,8)")
-    cp.add_argument("--methods", help=f"comma-separated subset of: {', '.join(METHOD_NAMES)}")
+    from .compare import METHODS
+
+    cp.add_argument("--methods", help=f"comma-separated subset of: {', '.join(METHODS)}")
     cp.add_argument("--text", help="evaluation text (default: the Lee corpus from gensim's test data)")
     cp.add_argument("--calibration", help="calibration text for auto's sensitivities (default: bundled Wikipedia prose)")
     cp.add_argument("--max-tokens", type=int, default=4096, help="tokens scored / used for calibration, causal LMs (default 4096)")
@@ -288,10 +285,6 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--json", action="store_true", help="print the report as JSON")
     info.set_defaults(func=cmd_info)
     return p
-
-
-METHOD_NAMES = ("auto", "direct", "rft-dense", "rft-spectral", "rtn-g32", "rtn-g128", "gguf-q8_0", "gguf-q5_0",
-                "gguf-q4_1", "gguf-q4_0", "hqq-g64", "quanto")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

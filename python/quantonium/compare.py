@@ -73,6 +73,8 @@ class Workload:
     threads: int = 2
     model_id: str = ""
     _sens: dict | None = field(default=None, repr=False)
+    _small_bits: dict[str, int] = field(default_factory=dict, repr=False)
+    _reference: dict = field(default_factory=dict, repr=False)  # the original model's outputs, per batch
 
     @classmethod
     def load(cls, source: str, *, text: str | None = None, text_name: str | None = None,
@@ -152,7 +154,7 @@ def _large_target(wl: Workload, bits: float) -> float:
 
 
 def _lossless_bits(wl: Workload) -> dict[str, int]:
-    cache = wl.__dict__.setdefault("_small_bits", {})
+    cache = wl._small_bits
     if not cache:
         for n, a in wl.tensors.items():
             if n not in wl.large:
@@ -292,7 +294,7 @@ def compare(wl: Workload, bits: Sequence[float], methods: Sequence[str] = METHOD
             num = sum(float(np.sum((np.asarray(wl.tensors[n], np.float64) - rec[n]) ** 2)) for n in rec)
             den = sum(float(np.sum(np.asarray(wl.tensors[n], np.float64) ** 2)) for n in rec)
             fid = compare_models(wl.model, with_weights(wl.model, rec), wl.tokenizer, wl.text,
-                                 max_tokens=wl.max_tokens, sentences=wl.sentences)
+                                 max_tokens=wl.max_tokens, sentences=wl.sentences, cache=wl._reference)
             row = {
                 "method": m, "requested_bits": b, "bpw": total_bits / wl.weights, "file_bytes": math.ceil(total_bits / 8),
                 "weight_snr_db": 10 * math.log10(den / num) if num > 0 else math.inf,

@@ -55,7 +55,16 @@ def load_original(source: str):
     return cls.from_pretrained(str(folder)).eval(), transformers.AutoTokenizer.from_pretrained(str(folder))
 
 
-def _causal(orig, comp, tok, text: str, window: int, max_tokens: int) -> dict[str, Any]:
+def _reference(cache: dict | None, key, compute):
+    """The original model's output for one batch, computed once when a cache is given."""
+    if cache is None:
+        return compute()
+    if key not in cache:
+        cache[key] = compute()
+    return cache[key]
+
+
+def _causal(orig, comp, tok, text: str, window: int, max_tokens: int, cache: dict | None = None) -> dict[str, Any]:
     import torch
 
     ids = tok(text, return_tensors="pt")["input_ids"][0][:max_tokens]
@@ -67,7 +76,8 @@ def _causal(orig, comp, tok, text: str, window: int, max_tokens: int) -> dict[st
     with torch.no_grad():
         for w in range(n_windows):
             x = ids[w * window : (w + 1) * window].unsqueeze(0)
-            lo = torch.log_softmax(orig(x).logits[0, :-1].double(), -1)
+            lo = _reference(cache, ("causal", window, w, len(ids)),
+                            lambda: torch.log_softmax(orig(x).logits[0, :-1].double(), -1))
             lc = torch.log_softmax(comp(x).logits[0, :-1].double(), -1)
             tgt = x[0, 1:]
             nll_o -= lo.gather(1, tgt[:, None]).sum().item()
@@ -86,7 +96,7 @@ def _causal(orig, comp, tok, text: str, window: int, max_tokens: int) -> dict[st
     }
 
 
-def _encoder(orig, comp, tok, text: str, n_sentences: int) -> dict[str, Any]:
+def _encoder(orig, comp, tok, text: str, n_sentences: int, cache: dict | None = None) -> dict[str, Any]:
     import torch
 
     sents = [s.strip() for s in text.replace("\n", " ").split(". ") if len(s.strip()) > 20][:n_sentences]
@@ -95,21 +105,24 @@ def _encoder(orig, comp, tok, text: str, n_sentences: int) -> dict[str, Any]:
         for i in range(0, len(sents), 32):
             enc = tok(sents[i : i + 32], padding=True, truncation=True, max_length=256, return_tensors="pt")
             mask = enc["attention_mask"].unsqueeze(-1).double()
-            eo = (orig(**enc).last_hidden_state.double() * mask).sum(1) / mask.sum(1)
+            eo = _reference(cache, ("encoder", i, len(sents)),
+                            lambda: (orig(**enc).last_hidden_state.double() * mask).sum(1) / mask.sum(1))
             ec = (comp(**enc).last_hidden_state.double() * mask).sum(1) / mask.sum(1)
             cos += torch.nn.functional.cosine_similarity(eo, ec, dim=-1).tolist()
     return {"kind": "encoder", "sentences": len(cos), "pooling": "mean", "mean_cosine": sum(cos) / len(cos), "min_cosine": min(cos)}
 
 
 def compare_models(orig, comp, tok, text: str, *, window: int = 512, max_tokens: int = 8192,
-                   sentences: int = 256) -> dict[str, Any]:
+                   sentences: int = 256, cache: dict | None = None) -> dict[str, Any]:
     """Fidelity of ``comp`` against ``orig`` (two loaded models): causal-LM or encoder metrics.
 
     The window is capped at the model's context length (reported in the result).
+    ``cache`` (a dict kept by the caller for one original model and text) holds
+    the original's outputs, so that comparing many models runs it once.
     """
     if type(orig).__name__.endswith(("ForCausalLM", "LMHeadModel")):
-        return _causal(orig, comp, tok, text, min(window, max_positions(orig)), max_tokens)
-    return _encoder(orig, comp, tok, text, sentences)
+        return _causal(orig, comp, tok, text, min(window, max_positions(orig)), max_tokens, cache)
+    return _encoder(orig, comp, tok, text, sentences, cache)
 
 
 def max_positions(model) -> int:

@@ -35,14 +35,15 @@ differ in how fast their error falls.
 from __future__ import annotations
 
 import math
-import os
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import SMALL_TENSOR, Encoded, lossless
+from ..metrics import snr_db
+from . import Encoded
+from .gptq import compensate
+from .rate import split_set
 from .scalar import Direct, RftDense
 
 __all__ = ["Point", "allocate", "encode_allocated", "measure_curve"]
@@ -50,7 +51,6 @@ __all__ = ["Point", "allocate", "encode_allocated", "measure_curve"]
 #: log2(step / rms of the coefficients) on the ladder
 LADDER = np.arange(-80, 25) / 8.0
 TOLERANCE_BPW = 0.05
-_DEBUG = bool(os.environ.get("QUANTONIUM_DEBUG_ALLOCATE"))
 MAX_RATE = 10.0  # bits per weight: finer steps are not measured
 _HEADER_BITS = 8 * 160  # JSON header of a direct / rft-dense payload, about
 
@@ -198,11 +198,7 @@ def encode_allocated(
     codecs = {"direct": ("direct",), "rft-dense": ("rft-dense",), "auto": ("direct", "rft-dense")}.get(codec)
     if codecs is None:
         raise ValueError(f"allocation supports direct, rft-dense and auto, not {codec!r}")
-    small = {n: a for n, a in tensors.items() if a.ndim <= 1 or a.size < SMALL_TENSOR or n in lossless_names}
-    large = {n: a for n, a in tensors.items() if n not in small}
-    out: dict[str, Encoded] = {n: lossless.encode(a, nthreads=nthreads) for n, a in small.items()}
-    total_w = sum(a.size for a in tensors.values())
-    budget = bpw * total_w - sum(e.bits for e in out.values())
+    out, large, total_w, budget = split_set(tensors, bpw, nthreads=nthreads, lossless_names=lossless_names)
     if not large:
         return out
     sens = dict(sensitivity or {})
@@ -242,8 +238,6 @@ def encode_allocated(
             return coder.encode_step(large[n], p.step, nthreads=nthreads)
         key = (n, p.step)
         if key not in compensated:
-            from .gptq import compensate
-
             a32 = np.asarray(large[n], np.float32)
             h, transposed = grams[n]
             ra, cb = coder._scales(a32.shape)
@@ -256,10 +250,7 @@ def encode_allocated(
             compensated[key] = np.ascontiguousarray(wq)
         enc = coder.encode_step(compensated[key].astype(large[n].dtype), p.step, nthreads=nthreads)
         back = coder.decode(enc.payload, large[n].shape, "float32", nthreads=nthreads)
-        from ..metrics import snr_db
-
-        enc.snr_db = snr_db(np.asarray(large[n], np.float32), back)
-        enc.params = {**enc.params}
+        enc.snr_db = snr_db(np.asarray(large[n], np.float32), back)  # against the original, not the compensated
         return enc
 
     for attempt in range(8):
@@ -273,9 +264,6 @@ def encode_allocated(
                 "estimated_bits": round(p.bits), "weighted_distortion": p.dist,
             }
         real = sum(e.bits for e in enc.values())
-        if _DEBUG:
-            print(f"allocate: attempt {attempt} goal {goal / total_w:.4f} estimated {sum(p.bits for p in pick) / total_w:.4f} "
-                  f"real {real / total_w:.4f} budget {budget / total_w:.4f} (bpw of the set)", file=sys.stderr)
         if real <= budget and (best_enc is None or real > best_enc[0]):
             best_enc = (real, enc)
         if real <= budget and budget - real < 0.25 * TOLERANCE_BPW * total_w:

@@ -24,6 +24,19 @@ TOLERANCE_BPW = 0.05
 _ITERATIONS = 40
 
 
+def split_set(tensors: Mapping[str, np.ndarray], bpw: float, *, nthreads: int = 1,
+              lossless_names=frozenset()) -> tuple[dict[str, Encoded], dict[str, np.ndarray], int, float]:
+    """(small tensors coded lossless, the large ones, total weights, bits left for the large ones).
+
+    Small = one dimension or fewer than SMALL_TENSOR values, or named in ``lossless_names``.
+    """
+    small = {n: a for n, a in tensors.items() if a.ndim <= 1 or a.size < SMALL_TENSOR or n in lossless_names}
+    large = {n: a for n, a in tensors.items() if n not in small}
+    out: dict[str, Encoded] = {n: lossless.encode(a, nthreads=nthreads) for n, a in small.items()}
+    total_w = sum(a.size for a in tensors.values())
+    return out, large, total_w, bpw * total_w - sum(e.bits for e in out.values())
+
+
 def encode_set(
     tensors: Mapping[str, np.ndarray], bpw: float, *, codec: str = "direct", nthreads: int = 1
 ) -> dict[str, Encoded]:
@@ -32,11 +45,7 @@ def encode_set(
     if coder is None:
         raise ValueError(f"set-level rate control supports direct and rft-dense, not {codec!r}")
     c = coder()
-    small = {n: a for n, a in tensors.items() if a.ndim <= 1 or a.size < SMALL_TENSOR}
-    large = {n: a for n, a in tensors.items() if n not in small}
-    out: dict[str, Encoded] = {n: lossless.encode(a, nthreads=nthreads) for n, a in small.items()}
-    total_w = sum(a.size for a in tensors.values())
-    budget = bpw * total_w - sum(e.bits for e in out.values())
+    out, large, total_w, budget = split_set(tensors, bpw, nthreads=nthreads)
     if not large:
         return out
     rms = math.sqrt(sum(float(np.sum(np.asarray(a, np.float64) ** 2)) for a in large.values()) / sum(a.size for a in large.values()))
