@@ -49,6 +49,7 @@ import numpy as np
 
 from . import __version__
 from .codecs import CODECS, DTYPES, CodecError, Encoded, decode_tensor, itemsize
+from .filenames import check_file_name, is_allowed
 
 __all__ = ["FORMAT_MAJOR", "FORMAT_MINOR", "QntFile", "QntFormatError", "QntWriter", "update_model"]
 
@@ -164,7 +165,11 @@ class QntWriter:
         return entry
 
     def add_file(self, name: str, data: bytes) -> None:
-        """Embeds a file (config.json, tokenizer.json, ...) in the container."""
+        """Embeds a file (config.json, tokenizer.json, ...) in the container.
+
+        Only names of :mod:`quantonium.filenames`' allow-list are accepted.
+        """
+        check_file_name(name)
         if name in self._files:
             raise ValueError(f"file {name!r} is already in the container")
         off, length, crc = self._write_blob(data)
@@ -313,6 +318,8 @@ class QntFile:
             spans.append((t["offset"], t["length"], f"tensor {t['name']!r}"))
         self._files: dict[str, dict[str, int]] = {}
         for name, f in files.items():
+            if not is_allowed(name):
+                self._fail(f"embedded file name {name[:80]!r} is not allowed (path traversal or unknown file)")
             if not isinstance(f, dict):
                 self._fail(f"file entry {name!r} is malformed")
             self._check_span(f, f"file {name!r}")

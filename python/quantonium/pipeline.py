@@ -30,6 +30,7 @@ import numpy as np
 from . import __version__
 from .codecs import DTYPES, SMALL_TENSOR, encode_tensor, itemsize
 from .container import QntFile, QntWriter
+from .filenames import target_path
 from .models import classify, open_source
 
 __all__ = ["CompressResult", "compress", "decompress", "load", "state_dict"]
@@ -271,8 +272,10 @@ def decompress(path: str | Path, outdir: str | Path, *, threads: int = 1) -> Pat
     tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.", dir=outdir.parent))
     try:
         with QntFile(path) as f:
-            for name in f.file_names:
-                (tmp / name).write_bytes(f.file(name))
+            for name in f.file_names:  # names checked against the allow-list by QntFile
+                dest = target_path(tmp, name)
+                dest.parent.mkdir(exist_ok=True)
+                dest.write_bytes(f.file(name))
             tensors = {}
             tie = bool(json.loads(f.file("config.json")).get("tie_word_embeddings", True)) if "config.json" in f.file_names else False
             for name in f:

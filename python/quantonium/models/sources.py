@@ -25,24 +25,12 @@ from typing import Any
 
 import numpy as np
 
+from ..filenames import KNOWN_FILES
+
 __all__ = ["EMBED_FILES", "ModelSource", "SourceError", "open_source"]
 
-#: Files copied into the .qnt so that it is self-contained.
-EMBED_FILES = (
-    "config.json",
-    "generation_config.json",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "vocab.txt",
-    "vocab.json",
-    "merges.txt",
-    "tokenizer.model",
-    "added_tokens.json",
-    "chat_template.jinja",
-    "README.md",
-    "LICENSE",
-)
+#: Files copied into the .qnt so that it is self-contained (the container's allow-list).
+EMBED_FILES = tuple(sorted(KNOWN_FILES))
 
 
 class SourceError(ValueError):
