@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from . import auto, lossless
-from .base import DTYPES, CodecError, Encoded, Target, dtype_name, itemsize, numpy_dtype
+from .base import DTYPES, CodecError, Encoded, MemoryLimitError, Target, dtype_name, itemsize, numpy_dtype
 from .fixed import Fixed
 from .scalar import Direct, RftDense
 from .spectral import Spectral
@@ -35,6 +35,7 @@ __all__ = [
     "SMALL_TENSOR",
     "CodecError",
     "Encoded",
+    "MemoryLimitError",
     "Target",
     "decode_tensor",
     "encode_tensor",
@@ -89,14 +90,20 @@ def encode_tensor(
     return CODECS[codec][1](**(options or {})).encode(a, Target(snr_db, bpw, keep), nthreads=nthreads)
 
 
-def decode_tensor(payload, codec: str, shape: tuple[int, ...], dtype: str, *, nthreads: int = 1) -> np.ndarray:
-    """Decodes a payload; raises CodecError on anything inconsistent."""
-    if codec not in CODECS:
+def decode_tensor(payload, codec: str, shape: tuple[int, ...], dtype: str, *, nthreads: int = 1,
+                  max_memory: int | None = None) -> np.ndarray:
+    """Decodes a payload; raises CodecError on anything inconsistent.
+
+    Streams are checked against ``shape`` and the working memory against
+    ``max_memory`` (bytes; None: ``quantonium.limits.max_memory()``) before
+    anything is allocated (:class:`MemoryLimitError` above it).
+    """
+    if not isinstance(codec, str) or codec not in CODECS:
         raise CodecError(f"unknown codec {codec!r}")
-    if dtype not in DTYPES:
+    if not isinstance(dtype, str) or dtype not in DTYPES:
         raise CodecError(f"unknown dtype {dtype!r}")
     try:
-        out = CODECS[codec][1]().decode(payload, tuple(shape), dtype, nthreads=nthreads)
+        out = CODECS[codec][1]().decode(payload, tuple(shape), dtype, nthreads=nthreads, max_memory=max_memory)
     except CodecError:
         raise
     except ValueError as e:  # a native decoder's bounds check

@@ -13,7 +13,8 @@ import numpy as np
 
 import quantonium_native as qn
 
-from .base import CodecError, Encoded, Target, as_float32, dtype_name, from_float32, pack_payload, param, unpack_payload
+from .base import (CodecError, Encoded, Target, as_float32, dtype_name, from_float32, itemsize, pack_payload, param, require_memory,
+                   unpack_payload)
 from ..metrics import snr_db
 
 NAME = "fixed"
@@ -57,7 +58,9 @@ class Fixed:
         params = {"bits": bits, "group_size": self.group_size, "asymmetric": self.asymmetric}
         return Encoded(NAME, VERSION, payload, a.size, s, params, stored_values=a.size)
 
-    def decode(self, payload, shape: tuple[int, ...], dtype: str, *, nthreads: int = 1) -> np.ndarray:
+    def decode(self, payload, shape: tuple[int, ...], dtype: str, *, nthreads: int = 1, max_memory: int | None = None) -> np.ndarray:
+        """Checks the packed and scale streams' exact sizes and the working memory (float32 values, then
+        the output when it is not float32) before allocating; then dequantises."""
         params, streams = unpack_payload(payload, NAME, VERSION)
         n = int(np.prod(shape, dtype=np.int64))
         bits = param(params, "bits", int, lo=2, hi=8)
@@ -68,10 +71,15 @@ class Fixed:
         ng = -(-n // g) if n else 0
         if len(streams[1]) != 2 * ng or (asym and len(streams[2]) != 2 * ng):
             raise CodecError(f"fixed: scale streams do not hold {ng} float16 values")
+        packed = (n * bits + 7) // 8
+        if len(streams[0]) != packed:
+            raise CodecError(f"fixed: packed stream has {len(streams[0])} bytes, {n} values of {bits} bits need {packed}")
+        require_memory(4 * n + (0 if dtype == "float32" else n * itemsize(dtype)), max_memory, f"fixed {dtype} of {n} values")
         scales = np.frombuffer(streams[1], np.float16)
         mins = np.frombuffer(streams[2], np.float16) if asym else None
         try:
             w = qn.dequantize_fixed(streams[0], scales, mins, bits=bits, group_size=g, count=n, nthreads=nthreads)
         except ValueError as e:
             raise CodecError(f"fixed: {e}") from None
-        return from_float32(w.reshape(shape), dtype)
+        w = w.reshape(shape)
+        return w if dtype == "float32" else from_float32(w, dtype)

@@ -32,10 +32,12 @@ import numpy as np
 
 import quantonium_native as qn
 
-from .base import CodecError, Encoded, Target, as_float32, dtype_name, from_float32, pack_payload, param, unpack_payload
+from .base import (CodecError, Encoded, Target, as_float32, dtype_name, from_float32, itemsize, pack_payload, param, rans_count,
+                   require_memory, unpack_payload)
 from ..metrics import snr_db
 
 VERSION = 2  # 2: optional row/column sensitivity scales
+SCALE_BLOCK = 1 << 20  # values rescaled at a time when decoding
 _SEARCH_STEPS = 48
 
 
@@ -70,12 +72,17 @@ class _Scalar:
         return a, b
 
     @staticmethod
-    def _apply(w: np.ndarray, a, b, inverse: bool) -> np.ndarray:
+    def _scale_block(a, b, r0: int, r1: int, cols: int) -> np.ndarray:
+        """Rows r0..r1 of the float32 scale matrix a b^T (a missing side counts as ones)."""
+        m = np.ones((r1 - r0, 1), np.float32) if a is None else a[r0:r1].astype(np.float32)[:, None]
+        return m * (np.ones((1, cols), np.float32) if b is None else b.astype(np.float32)[None, :])
+
+    @classmethod
+    def _apply(cls, w: np.ndarray, a, b, inverse: bool) -> np.ndarray:
         if a is None and b is None:
             return w
         rows, cols = _as_2d(w.shape)
-        m = np.ones((rows, 1), np.float32) if a is None else a.astype(np.float32)[:, None]
-        m = m * (np.ones((1, cols), np.float32) if b is None else b.astype(np.float32)[None, :])
+        m = cls._scale_block(a, b, 0, rows, cols)
         w2 = w.reshape(rows, cols)
         return (w2 / m if inverse else w2 * m).reshape(w.shape)
 
@@ -189,7 +196,14 @@ class _Scalar:
         step = max(step, float(np.max(np.abs(c), initial=0.0)) / 32000.0, 1e-30)
         return self._finish(a, w, c, step, extra, scl, name, nthreads)
 
-    def decode(self, payload, shape: tuple[int, ...], dtype: str, *, nthreads: int = 1) -> np.ndarray:
+    def decode(self, payload, shape: tuple[int, ...], dtype: str, *, nthreads: int = 1, max_memory: int | None = None) -> np.ndarray:
+        """Checks the streams against the shape and the working memory against the limit, then decodes.
+
+        Working memory: the symbols (1 or 2 bytes per value) and their float32
+        values together, then the float32 values and the output when its dtype
+        is not float32. The transform, the scales and the dtype conversion work
+        in place or in the output.
+        """
         params, streams = unpack_payload(payload, self.name, VERSION)
         n = int(np.prod(shape, dtype=np.int64))
         step = param(params, "step", float, lo=1e-38, hi=3e38)
@@ -199,6 +213,8 @@ class _Scalar:
             raise CodecError(f"{self.name}: unknown scales {which!r}")
         if sym not in ("int8", "int16") or len(streams) != 1 + ("row" in which) + ("col" in which):
             raise CodecError(f"{self.name}: bad symbol type or stream count")
+        self.check_params(params)
+        rans_count(streams[0], n, self.name)
         a = b = None
         if which:
             if len(shape) < 2:
@@ -214,14 +230,26 @@ class _Scalar:
                         raise CodecError(f"{self.name}: {key} scales must be finite and positive")
                     a, b = (v, b) if key == "row" else (a, v)
                     k += 1
+        out_extra = 0 if dtype == "float32" else n * itemsize(dtype)
+        require_memory(max(n * (1 if sym == "int8" else 2) + 4 * n, 4 * n + out_extra + 8 * min(n, SCALE_BLOCK)), max_memory,
+                       f"{self.name} {dtype} of {n} values")
         try:
             q = qn.rans_decode(streams[0], n, sym)
         except ValueError as e:
             raise CodecError(f"{self.name}: {e}") from None
         c = qn.dequantize_uniform(q, np.array([step], np.float32), group_size=max(1, n), nthreads=nthreads)
-        w = self.inverse(c, tuple(shape), params, nthreads)
-        w = self._apply(np.asarray(w, np.float32).reshape(shape), a, b, inverse=True)
-        return from_float32(w, dtype)
+        del q
+        w = self.inverse(c, tuple(shape), params, nthreads).reshape(shape)
+        if a is not None or b is not None:  # in place, a block of rows at a time: no full-size temporary
+            rows, cols = _as_2d(tuple(shape))
+            w2 = w.reshape(rows, cols)
+            block = max(1, SCALE_BLOCK // max(1, cols))
+            for r in range(0, rows, block):
+                w2[r : r + block] /= self._scale_block(a, b, r, min(rows, r + block), cols)
+        return w if dtype == "float32" else from_float32(w, dtype)
+
+    def check_params(self, params: dict) -> None:
+        """The transform's parameters (none for direct), checked before anything is allocated."""
 
 
 class Direct(_Scalar):
@@ -251,12 +279,18 @@ class RftDense(_Scalar):
             return w.reshape(-1)
         return qn.rft_real_forward(w.reshape(rows, n), beta=params["beta"], sigma=params["sigma"], nthreads=nthreads)
 
-    def inverse(self, c: np.ndarray, shape: tuple[int, ...], params: dict, nthreads: int) -> np.ndarray:
+    def check_params(self, params: dict) -> None:
         if params.get("transform") != "real-orthogonal-phi-rft" or params.get("axis") != -1:
             raise CodecError("rft-dense: unknown transform parameters")
+        param(params, "beta", float, lo=-1e6, hi=1e6)
+        param(params, "sigma", float, lo=-1e6, hi=1e6)
+
+    def inverse(self, c: np.ndarray, shape: tuple[int, ...], params: dict, nthreads: int) -> np.ndarray:
+        self.check_params(params)
         beta = param(params, "beta", float, lo=-1e6, hi=1e6)
         sigma = param(params, "sigma", float, lo=-1e6, hi=1e6)
         rows, n = self._rows(shape)
         if c.size == 0:
             return c.reshape(shape)
-        return qn.rft_real_inverse(c.reshape(rows, n), beta=beta, sigma=sigma, nthreads=nthreads).reshape(shape)
+        c2 = c.reshape(rows, n)
+        return qn.rft_real_inverse(c2, beta=beta, sigma=sigma, nthreads=nthreads, out=c2).reshape(shape)
