@@ -31,7 +31,29 @@ def default_text() -> tuple[str, str]:
 
 
 def load_original(source: str):
-    """The uncompressed model and tokenizer, from a folder, a hub-cache id or a .gguf file."""
+    """The uncompressed model and tokenizer, from a folder, a hub-cache id or a .gguf file.
+
+    Whatever transformers raises on the model's files becomes one ``SourceError`` naming the source; a
+    ``pytorch_model.bin`` that is not plain weights is refused by ``torch.load(weights_only=True)``
+    (transformers' default) and never executed.
+    """
+    import pickle
+
+    from .models.sources import SourceError
+
+    try:
+        return _load_original(source)
+    except SourceError:
+        raise
+    except pickle.UnpicklingError:
+        raise SourceError(f"{source}: refused: a pickled checkpoint that is not plain weights "
+                          "(torch.load(weights_only=True) rejects it; nothing in it was executed)") from None
+    except Exception as e:
+        raise SourceError(f"{source}: transformers cannot load this model ({type(e).__name__}: "
+                          f"{(str(e).strip().splitlines() or [''])[0][:200]})") from None
+
+
+def _load_original(source: str):
     import torch
     import transformers
 
@@ -164,8 +186,8 @@ def evaluate(original: str, qnt: str | Path, *, text: str | None = None, text_na
     t0 = time.perf_counter()
     if text is None:
         text_name, text = default_text()
+    orig, otok = load_original(original)  # the original first: a bad source fails before the file is decoded
     comp, tok = load(qnt)
-    orig, otok = load_original(original)
     tok = tok or otok
     res = compare_models(orig, comp, tok, text, window=window, max_tokens=max_tokens, sentences=sentences)
     res.update({"original": str(original), "text": text_name or "user text",

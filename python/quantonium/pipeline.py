@@ -29,9 +29,10 @@ import numpy as np
 
 from . import __version__
 from .codecs import DTYPES, SMALL_TENSOR, encode_tensor, itemsize
-from .container import QntFile, QntWriter
+from .container import QntFile, QntFormatError, QntWriter
 from .filenames import target_path
-from .models import classify, open_source
+from .models import classify, open_source, source_files
+from .outputs import AtomicFolder, check_file, save_safetensors, write_plain
 
 __all__ = ["CompressResult", "compress", "decompress", "load", "state_dict"]
 
@@ -106,6 +107,7 @@ def compress(
             raise ValueError(f"allocation works with the direct, rft-dense and auto codecs, not {codec!r}")
     if snr_db is None and bpw is None and keep is None:
         snr_db = 30.0
+    check_file(out, inputs=source_files(source))  # issue 11: a bad output fails before any work (outputs.py)
     t0 = time.perf_counter()
     src = open_source(source)
     roles = classify(src.names, src.config, src.shared)
@@ -249,8 +251,8 @@ def _gap(a: np.ndarray, enc) -> float | None:
 
 
 def state_dict(f: QntFile, *, threads: int = 1) -> dict[str, np.ndarray]:
-    """Every stored tensor decoded, plus the tied aliases (as the same array)."""
-    out = {name: f.read(name, nthreads=threads) for name in f}
+    """Every stored tensor decoded (within the file's memory limit), plus the tied aliases (as the same array)."""
+    out = f.read_all(nthreads=threads)
     for alias, canon in (f.model.get("tied") or {}).items():
         if canon in out:
             out[alias] = out[canon]
@@ -258,40 +260,29 @@ def state_dict(f: QntFile, *, threads: int = 1) -> dict[str, np.ndarray]:
 
 
 def decompress(path: str | Path, outdir: str | Path, *, threads: int = 1) -> Path:
-    """Writes an HF folder (config, tokenizer files, model.safetensors) that transformers loads unchanged."""
-    import shutil
-    import tempfile
+    """Writes an HF folder (config, tokenizer files, model.safetensors) that transformers loads unchanged.
 
+    The folder is written by the rules of :mod:`quantonium.outputs` (a new or
+    empty folder, filled under a temporary name and renamed when complete);
+    the tensors and their untied copies must fit in the file's memory limit
+    (safetensors >= 0.8 writes from the tensors' memory, without a copy).
+    """
     import torch
-    from safetensors.torch import save_file
 
-    outdir = Path(outdir)
-    if outdir.exists() and (not outdir.is_dir() or any(outdir.iterdir())):
-        raise FileExistsError(f"{outdir}: exists and is not an empty folder; choose a new output folder")
-    outdir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.", dir=outdir.parent))
-    try:
-        with QntFile(path) as f:
-            for name in f.file_names:  # names checked against the allow-list by QntFile
-                dest = target_path(tmp, name)
-                dest.parent.mkdir(exist_ok=True)
-                dest.write_bytes(f.file(name))
-            tensors = {}
-            tie = bool(json.loads(f.file("config.json")).get("tie_word_embeddings", True)) if "config.json" in f.file_names else False
-            for name in f:
-                a = f.read(name, nthreads=threads)
-                tensors[name] = (torch.from_numpy(a.view(np.int16)).view(torch.bfloat16) if a.dtype.name == "bfloat16" else torch.from_numpy(np.ascontiguousarray(a)))
-            if not tie:  # an untied model needs its copies written out
-                for alias, canon in (f.model.get("tied") or {}).items():
-                    tensors[alias] = tensors[canon].clone()
-            save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt", "quantonium": __version__})
-        if outdir.exists():
-            outdir.rmdir()  # empty, checked above
-        tmp.rename(outdir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return outdir
+    with QntFile(path) as f, AtomicFolder(outdir, inputs=[path]) as out:
+        for name in f.file_names:  # names checked against the allow-list by QntFile
+            dest = target_path(out.path, name)
+            dest.parent.mkdir(exist_ok=True)
+            write_plain(dest, f.file(name))
+        tie = bool(f.config().get("tie_word_embeddings", True)) if "config.json" in f.file_names else False
+        copies = {} if tie else dict(f.model.get("tied") or {})  # an untied model needs its copies written out
+        arrays = f.read_all(nthreads=threads, reserve=f.decoded_bytes(list(copies.values())))
+        tensors = {n: (torch.from_numpy(a.view(np.int16)).view(torch.bfloat16) if a.dtype.name == "bfloat16" else torch.from_numpy(a))
+                   for n, a in arrays.items()}
+        for alias, canon in copies.items():
+            tensors[alias] = tensors[canon].clone()
+        save_safetensors(tensors, out.path / "model.safetensors", metadata={"format": "pt", "quantonium": __version__})
+    return Path(outdir)
 
 
 def load(path: str | Path, *, threads: int = 1):
@@ -302,16 +293,22 @@ def load(path: str | Path, *, threads: int = 1):
 
     with tempfile.TemporaryDirectory() as d:
         folder = decompress(path, Path(d) / "model", threads=threads)
-        config = json.loads((folder / "config.json").read_text())
-        cls = None
-        for arch in config.get("architectures") or []:
-            cls = getattr(transformers, arch, None)
-            if cls is not None:
-                break
-        cls = cls or transformers.AutoModel
-        model = cls.from_pretrained(str(folder))
-        model.eval()
-        tok = None
-        if any((folder / n).exists() for n in ("tokenizer.json", "vocab.txt", "vocab.json", "tokenizer.model")):
-            tok = transformers.AutoTokenizer.from_pretrained(str(folder))
+        if not (folder / "config.json").is_file():
+            raise QntFormatError(f"{path}: holds no config.json; a model cannot be built from it")
+        try:  # issue 11: the file's embedded config and tokenizer reach transformers: its errors become one line
+            config = json.loads((folder / "config.json").read_text())  # validated by decompress (QntFile.config)
+            cls = None
+            for arch in config.get("architectures") or []:
+                cls = getattr(transformers, arch, None)
+                if cls is not None:
+                    break
+            cls = cls or transformers.AutoModel
+            model = cls.from_pretrained(str(folder))
+            model.eval()
+            tok = None
+            if any((folder / n).exists() for n in ("tokenizer.json", "vocab.txt", "vocab.json", "tokenizer.model")):
+                tok = transformers.AutoTokenizer.from_pretrained(str(folder))
+        except Exception as e:
+            raise QntFormatError(f"{path}: transformers cannot build the model it holds ({type(e).__name__}: "
+                                 f"{(str(e).strip().splitlines() or [''])[0][:200]})") from None
     return model, tok

@@ -231,7 +231,8 @@ class _Scalar:
                     a, b = (v, b) if key == "row" else (a, v)
                     k += 1
         out_extra = 0 if dtype == "float32" else n * itemsize(dtype)
-        require_memory(max(n * (1 if sym == "int8" else 2) + 4 * n, 4 * n + out_extra + 8 * min(n, SCALE_BLOCK)), max_memory,
+        scale_temp = 8 * min(n, SCALE_BLOCK) if which else 0
+        require_memory(max(n * (1 if sym == "int8" else 2) + 4 * n, 4 * n + max(out_extra, scale_temp)), max_memory,
                        f"{self.name} {dtype} of {n} values")
         try:
             q = qn.rans_decode(streams[0], n, sym)

@@ -149,8 +149,10 @@ class Spectral:
 
         Before anything is allocated: both rANS streams' counts against the
         shape and the kept count, and the working memory against the limit:
-        the output, the position bitmap, the value symbols, and one block of
-        rows' complex spectra (:data:`BLOCK_BYTES` at most, or one row)."""
+        the output (twice when the axis is not the last: rows are rebuilt
+        along the axis, then laid out C-contiguous), the position bitmap, the
+        value symbols, and one block of rows' complex spectra
+        (:data:`BLOCK_BYTES` at most, or one row)."""
         params, streams = unpack_payload(payload, NAME, VERSION)
         shp = tuple(shape) if len(shape) else (1,)
         if len(streams) != 2 or params.get("transform") != "phi-rft" or params.get("values") != "re-im":
@@ -171,7 +173,8 @@ class Spectral:
         rans_count(streams[0], nbitmap, "rft-spectral position bitmap")
         rans_count(streams[1], 2 * k, "rft-spectral values")
         block = max(1, BLOCK_BYTES // max(1, n * _BYTES_PER_VALUE))
-        require_memory(int(np.prod(shp, dtype=np.int64)) * itemsize(dtype) + 2 * nbitmap + 2 * k * (1 if sym == "int8" else 2)
+        out_bytes = int(np.prod(shp, dtype=np.int64)) * itemsize(dtype)
+        require_memory(out_bytes * (1 if axis == len(shp) - 1 else 2) + 2 * nbitmap + 2 * k * (1 if sym == "int8" else 2)
                        + (min(block, nrows) + 1) * n * _BYTES_PER_VALUE, max_memory, f"rft-spectral {dtype} of shape {shp}")
         try:
             bitmap = qn.rans_decode(streams[0], nbitmap, "uint8")
@@ -203,7 +206,7 @@ class Spectral:
                 rows = qn.rft_inverse(full, beta=beta, sigma=sigma, nthreads=nthreads, out=full).real
                 rows_out[r0:r1] = from_float32(rows, dtype)
         w = np.moveaxis(out, -1, axis)
-        return w.reshape(shape)
+        return np.ascontiguousarray(w).reshape(shape)
 
 
 #: Temporaries of one block of rows, per value of the block (complex spectra, bitmap, values).
