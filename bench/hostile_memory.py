@@ -24,6 +24,7 @@ removed afterwards; the big-index case writes about 0.7 GB.
 from __future__ import annotations
 
 import argparse
+from contextlib import nullcontext
 import json
 import os
 import statistics
@@ -57,7 +58,12 @@ def constant_stream(count: int, value: int = 0) -> bytes:
     return varint(count) + varint((value << 1) ^ (value >> 63)) + varint(1) + varint(1 << 16)
 
 
+REUSE = False  # --reuse: keep files already in --workdir
+
+
 def write_one(path: Path, name: str, codec: str, version: int, payload: bytes, shape: tuple[int, ...], dtype: str) -> Path:
+    if REUSE and path.exists():
+        return path
     numel = int(np.prod(shape, dtype=np.int64))
     enc = Encoded(codec, version, payload, numel, float("nan"), {})
     with QntWriter(path, model={"id": "hostile"}) as w:
@@ -65,8 +71,9 @@ def write_one(path: Path, name: str, codec: str, version: int, payload: bytes, s
     return path
 
 
-def make_cases(d: Path) -> dict[str, tuple[Path, str]]:
-    cases: dict[str, tuple[Path, str]] = {}
+def make_cases(d: Path) -> dict[str, tuple]:
+    """case name -> (file, operation[, extra environment])."""
+    cases: dict[str, tuple] = {}
     shape = (16384, 16384)  # 2^28 values: 1 GiB of float32
     n = shape[0] * shape[1]
     p = pack_payload("lossless", 1, {"dtype": "float32", "modes": ["rans"] * 4}, [constant_stream(n, 7)] * 4)
@@ -92,11 +99,14 @@ def make_cases(d: Path) -> dict[str, tuple[Path, str]]:
     w = np.random.default_rng(0).standard_normal((64, 64)).astype(np.float32)
     enc = encode_tensor(w, "auto", bpw=4)
     big = d / "big_index.qnt"
-    with QntWriter(big, model={"id": "big-index"}) as out:
-        for i in range(int(os.environ.get("QN_BIG_INDEX_TENSORS", "220000"))):
+    with (nullcontext() if REUSE and big.exists() else QntWriter(big, model={"id": "big-index"})) as out:
+        for i in (range(0) if out is None else range(int(os.environ.get("QN_BIG_INDEX_TENSORS", "220000")))):
             out.add_tensor(f"model.layers.{i // 9}.block.{i % 9}.weight", enc, w.shape, "float32", source_dtype="float32")
     cases["inspect-index-250MB"] = (big, "inspect")
     cases["open-index-250MB"] = (big, "open")
+    cases["open-index-250MB-max-index-256M"] = (big, "open", {"QUANTONIUM_MAX_INDEX": "256M"})
+    for name in ("lossless-constant-2^28-f32", "direct-constant-2^28-f32", "rft-spectral-constant-1x2^24-f32"):
+        cases[name + "-max-memory-512M"] = (*cases[name][:2], {"QUANTONIUM_MAX_MEMORY": "512M"})
     return cases
 
 
@@ -127,8 +137,8 @@ print(repr((time.perf_counter() - t0, hwm[0], outcome)))
 """
 
 
-def run_child(pythonpath: str, op: str, path: Path) -> dict:
-    env = {**os.environ, "PYTHONPATH": pythonpath}
+def run_child(pythonpath: str, op: str, path: Path, extra_env: dict | None = None) -> dict:
+    env = {**os.environ, "PYTHONPATH": pythonpath, **(extra_env or {})}
     t0 = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-c", CHILD, op, str(path)], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     peak_anon = 0
@@ -156,21 +166,24 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--case", action="append", help="run only these cases")
     ap.add_argument("--workdir", help="keep the crafted files here")
+    ap.add_argument("--reuse", action="store_true", help="with --workdir: use the files already there")
     ap.add_argument("--json", help="write the results here")
     args = ap.parse_args()
+    global REUSE
+    REUSE = args.reuse
     trees = [t.split("=", 1) for t in args.tree]
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(args.workdir or tmp)
         d.mkdir(parents=True, exist_ok=True)
         cases = make_cases(d)
         results = []
-        for case, (path, op) in cases.items():
+        for case, (path, op, *env) in cases.items():
             if args.case and case not in args.case:
                 continue
             runs: dict[str, list[dict]] = {label: [] for label, _ in trees}
             for _ in range(args.rounds):
                 for label, pp in trees:
-                    runs[label].append(run_child(str(Path(pp).resolve()), op, path))
+                    runs[label].append(run_child(str(Path(pp).resolve()), op, path, env[0] if env else None))
             for label, rs in runs.items():
                 row = {
                     "case": case, "tree": label, "op": op, "file_bytes": path.stat().st_size, "rounds": len(rs),

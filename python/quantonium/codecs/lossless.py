@@ -79,14 +79,18 @@ JOIN_CHUNK = 1 << 20
 def _accumulate(out: np.ndarray, plane: np.ndarray, index: int, name: str) -> None:
     """ORs one decoded byte plane into the output's integer view, in chunks (the bits of :func:`_join`)."""
     _, eshift, _, mbits, sshift = _LAYOUT[name]
+    shift = eshift if index == 0 else 8 * (index - 1)
+    sign = index > 0 and shift + 8 > mbits  # the plane that holds the sign bit
+    u = np.empty(min(plane.size, JOIN_CHUNK), np.uint32)
     for s in range(0, plane.size, JOIN_CHUNK):
-        p = plane[s : s + JOIN_CHUNK].astype(np.uint32)
-        if index == 0:
-            u = p << eshift
-        else:
-            sm = p << (8 * (index - 1))
-            u = ((sm >> mbits) << sshift) | (sm & ((1 << mbits) - 1))
-        out[s : s + JOIN_CHUNK] |= u.astype(out.dtype)
+        p = plane[s : s + JOIN_CHUNK]
+        v = u[: p.size]
+        np.left_shift(p, shift, out=v, dtype=np.uint32)
+        if sign:
+            top = (v >> mbits) << sshift
+            v &= (1 << mbits) - 1
+            v |= top
+        np.bitwise_or(out[s : s + p.size], v, out=out[s : s + p.size], casting="unsafe")
 
 
 def decode(payload, shape: tuple[int, ...], dtype: str, *, nthreads: int = 1, max_memory: int | None = None) -> np.ndarray:
