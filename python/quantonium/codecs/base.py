@@ -60,9 +60,15 @@ class MemoryLimitError(CodecError):
     """Decoding would need more working memory than the limit allows."""
 
 
+#: Working memory every decode is counted besides its arrays (parsed header, small arrays, Python objects).
+BOOKKEEPING = 64 << 10
+
+
 def require_memory(nbytes: int, limit: int | None, what: str) -> None:
-    """Raises :class:`MemoryLimitError` when ``nbytes`` of working memory exceed ``limit`` (None: the default limit)."""
+    """Raises :class:`MemoryLimitError` when ``nbytes`` (+ :data:`BOOKKEEPING`) of working memory exceed
+    ``limit`` (None: the default limit)."""
     limit = limits.max_memory() if limit is None else limit
+    nbytes += BOOKKEEPING
     if nbytes > limit:
         raise MemoryLimitError(f"decoding needs {limits.format_size(nbytes)} of working memory ({what}), "
                                f"above the memory limit of {limits.format_size(limit)}")
