@@ -371,3 +371,264 @@ def test_cli_limit_flags(tmp_path):
     one_line_error(rc, err, "lossless.qnt")
     rc, _, err = cli(["inspect", str(p), "--max-memory", "lots"])
     one_line_error(rc, err, "--max-memory")
+
+
+# =====================================================================================
+# Item 5: one-line errors. Deep JSON, wrong JSON types in the index, a malicious pickle,
+# a full disk: one QntFormatError (or one CLI line) naming the file.
+# =====================================================================================
+def _deep(depth: int):
+    v: object = 1
+    for _ in range(depth):
+        v = [v]
+    return v
+
+
+def reindex_raw(src: Path, dst: Path, body: bytes) -> Path:
+    """A copy of ``src`` with ``body`` as its index (valid CRC)."""
+    raw = src.read_bytes()
+    magic, ioff, ilen, _, major, minor, end = FOOTER.unpack_from(raw, len(raw) - ALIGN)
+    footer = FOOTER.pack(magic, ioff, len(body), zlib.crc32(body), major, minor, end)
+    dst.write_bytes(raw[:ioff] + body + b"\0" * ((-len(body)) % ALIGN) + footer)
+    return dst
+
+
+@pytest.mark.parametrize("depth", [40, 900, 100_000])
+def test_deeply_nested_index_is_one_error(tmp_path, depth):
+    good = small_file(tmp_path / "good.qnt")
+    index = json.loads(good.read_bytes()[FOOTER.unpack_from(good.read_bytes(), good.stat().st_size - ALIGN)[1]:][:10**6].split(b"\0")[0])
+    index["model"]["deep"] = "@@DEEP@@"
+    body = json.dumps(index).encode().replace(b'"@@DEEP@@"', b"[" * depth + b"1" + b"]" * depth)
+    bad = reindex_raw(good, tmp_path / "bad.qnt", body)
+    with pytest.raises(QntFormatError, match=rf"bad\.qnt: index nests {depth + 2} levels deep"):
+        QntFile(bad)
+    rc, _, err = cli(["inspect", str(bad)])
+    one_line_error(rc, err, "bad.qnt")
+
+
+def test_depth_scan_ignores_brackets_in_strings(tmp_path):
+    name = "w[[[[" * 20 + "\\\"]]]" + "\\\\"  # brackets, an escaped quote and backslash inside a string
+    w = np.zeros((4, 4), np.float32)
+    p = tmp_path / "b.qnt"
+    with QntWriter(p, model={"notes": ["[" * 100, "]" * 100]}) as out:
+        out.add_tensor(name, encode_tensor(w, "lossless"), w.shape, "float32")
+    with QntFile(p) as f:
+        assert f.tensor_names == [name]
+    assert limits.json_depth(b'{"a": "[[[", "b": [["]]]]"]]}') == 3
+
+
+def test_deeply_nested_payload_header_is_one_error(tmp_path):
+    payload = pack_payload("direct", 2, {"step": 0.5, "symbols": "int8", "x": "@@"}, [constant_stream(16)])
+    hlen = int.from_bytes(payload[:4], "little")
+    header = payload[4 : 4 + hlen].replace(b'"@@"', b"[" * 50_000 + b"]" * 50_000)
+    payload = len(header).to_bytes(4, "little") + header + payload[4 + hlen :]
+    p = forged(tmp_path / "h.qnt", payload, (4, 4), "float32", "direct", 2)
+    with QntFile(p) as f, pytest.raises(QntFormatError, match=r"h\.qnt: tensor 'w': payload header nests 50002 levels"):
+        f.read("w")
+
+
+def test_deeply_nested_embedded_config_is_one_error(tmp_path):
+    p = tmp_path / "c.qnt"
+    w = np.zeros((4, 4), np.float32)
+    with QntWriter(p) as out:
+        out.add_tensor("w", encode_tensor(w, "lossless"), w.shape, "float32")
+        out.add_file("config.json", b'{"a": ' + b"[" * 100_000 + b"]" * 100_000 + b"}")
+    with QntFile(p) as f, pytest.raises(QntFormatError, match=r"c\.qnt: embedded config.json nests"):
+        f.config()
+    rc, _, err = cli(["decompress", str(p), "-o", str(tmp_path / "out")])
+    one_line_error(rc, err, "c.qnt")
+    assert not (tmp_path / "out").exists()
+    from quantonium.pipeline import load
+
+    with pytest.raises(QntFormatError, match=r"c\.qnt: embedded config.json nests"):
+        load(p)
+
+
+def _t0(i):
+    return i["tensors"][0]
+
+
+# Wrong JSON types where the index holds a string, a number, a list or an object: each is refused at open.
+WRONG_TYPES = {
+    "name-list": (lambda i: _t0(i).update(name=["w"]), "malformed"),
+    "name-control-chars": (lambda i: _t0(i).update(name="w\x1b[31m"), "control characters"),
+    "name-empty": (lambda i: _t0(i).update(name=""), "empty"),
+    "shape-entry-list": (lambda i: _t0(i).update(shape=[[64], 64]), "invalid shape"),
+    "shape-entry-float": (lambda i: _t0(i).update(shape=[64.0, 64]), "invalid shape"),
+    "shape-entry-bool": (lambda i: _t0(i).update(shape=[True, 64]), "invalid shape"),
+    "shape-string": (lambda i: _t0(i).update(shape="64x64"), "invalid shape"),
+    "dtype-list": (lambda i: _t0(i).update(dtype=["float32"]), "unsupported dtype"),
+    "dtype-object": (lambda i: _t0(i).update(dtype={"a": 1}), "unsupported dtype"),
+    "codec-list": (lambda i: _t0(i).update(codec=["direct"]), "unknown codec"),
+    "codec-object": (lambda i: _t0(i).update(codec={}), "unknown codec"),
+    "codec-version-list": (lambda i: _t0(i).update(codec_version=[1]), "not a version"),
+    "codec-version-bool": (lambda i: _t0(i).update(codec_version=True), "not a version"),
+    "codec-version-zero": (lambda i: _t0(i).update(codec_version=0), "not a version"),
+    "offset-list": (lambda i: _t0(i).update(offset=[64]), "offset missing or invalid"),
+    "offset-string": (lambda i: _t0(i).update(offset="64"), "offset missing or invalid"),
+    "offset-float": (lambda i: _t0(i).update(offset=64.0), "offset missing or invalid"),
+    "length-bool": (lambda i: _t0(i).update(length=True), "length missing or invalid"),
+    "crc-huge": (lambda i: _t0(i).update(crc32=1 << 40), "crc32 out of range"),
+    "crc-null": (lambda i: _t0(i).update(crc32=None), "crc32 missing"),
+    "bits-list": (lambda i: _t0(i).update(bits=[8]), "bits"),
+    "bits-wrong": (lambda i: _t0(i).update(bits=_t0(i)["bits"] + 8), "not 8 x its payload length"),
+    "bpw-string": (lambda i: _t0(i).update(bpw="4"), "field 'bpw'"),
+    "snr-list": (lambda i: _t0(i).update(snr_db=[30]), "field 'snr_db'"),
+    "stored-values-neg": (lambda i: _t0(i).update(stored_values=-1), "field 'stored_values'"),
+    "gap-object": (lambda i: _t0(i).update(shannon_gap_bpw={}), "field 'shannon_gap_bpw'"),
+    "source-dtype-list": (lambda i: _t0(i).update(source_dtype=[]), "field 'source_dtype'"),
+    "report-list": (lambda i: _t0(i).update(report=[1]), "field 'report'"),
+    "rft-list": (lambda i: _t0(i).update(rft=[1.0]), "field 'rft'"),
+    "rft-beta-string": (lambda i: _t0(i).update(rft={"beta": "1", "sigma": 1.0}), "field 'rft'"),
+    "tensor-entry-list": (lambda i: i["tensors"].__setitem__(0, ["w"]), "malformed"),
+    "tensors-object": (lambda i: i.update(tensors={}), "lacks its tensor list"),
+    "files-list": (lambda i: i.update(files=[]), "lacks its tensor list or file table"),
+    "file-entry-list": (lambda i: i["files"].update({"config.json": [64, 2, 0]}), "malformed"),
+    "file-offset-string": (lambda i: i["files"]["config.json"].update(offset="x"), "offset missing"),
+    "file-name-int-like": (lambda i: i["files"].update({"1": i["files"].pop("config.json")}), "not allowed"),
+    "model-list": (lambda i: i.update(model=[]), "field 'model' must be an object"),
+    "model-id-list": (lambda i: i["model"].update(id=["x"]), "model field 'id'"),
+    "model-architecture-object": (lambda i: i["model"].update(architecture={}), "model field 'architecture'"),
+    "model-license-number": (lambda i: i["model"].update(license=3), "model field 'license'"),
+    "model-tied-list": (lambda i: i["model"].update(tied=[["a", "w"]]), "model field 'tied'"),
+    "model-tied-value-list": (lambda i: i["model"].update(tied={"a": ["w"]}), "model field 'tied'"),
+    "model-tied-unknown": (lambda i: i["model"].update(tied={"lm_head.weight": "missing"}), "not a stored tensor"),
+    "model-tied-self": (lambda i: i["model"].update(tied={"w": "w"}), "is also a stored tensor"),
+    "model-buffers-string": (lambda i: i["model"].update(buffers="attn.bias"), "model field 'buffers'"),
+    "model-notes-object": (lambda i: i["model"].update(notes={}), "model field 'notes'"),
+    "model-evaluation-list": (lambda i: i["model"].update(evaluation=[1, 2]), "model field 'evaluation'"),
+    "model-parameters-string": (lambda i: i["model"].update(parameters="12"), "model field 'parameters'"),
+    "model-source-bytes-float": (lambda i: i["model"].update(source_bytes=1.5), "model field 'source_bytes'"),
+    "model-seconds-list": (lambda i: i["model"].update(compress_seconds=[1]), "model field 'compress_seconds'"),
+    "model-rss-bool": (lambda i: i["model"].update(peak_rss_mib=True), "model field 'peak_rss_mib'"),
+    "model-codec-request-list": (lambda i: i["model"].update(codec_request=[]), "model field 'codec_request'"),
+    "created-by-object": (lambda i: i.update(created_by={}), "'created_by'"),
+    "version-string": (lambda i: i.update(version="1.0"), "'version'"),
+    "format-list": (lambda i: i.update(format=["qnt"]), "not a qnt index"),
+    "index-list": (lambda i: i.clear() or i.update(x=1), "not a qnt index"),
+}
+
+
+@pytest.mark.parametrize("case", list(WRONG_TYPES))
+def test_wrong_json_types_in_the_index_are_one_error(tmp_path, case):
+    mutate, msg = WRONG_TYPES[case]
+    bad = reindex(small_file(tmp_path / "good.qnt"), tmp_path / "bad.qnt", mutate)
+    with pytest.raises(QntFormatError, match=msg) as e:
+        QntFile(bad)
+    assert str(e.value).startswith(f"{bad}: ")
+
+
+@pytest.mark.parametrize("case", ["model-tied-unknown", "model-evaluation-list", "shape-entry-list", "codec-list", "name-list"])
+def test_wrong_json_types_through_the_cli(tmp_path, case):
+    bad = reindex(small_file(tmp_path / "good.qnt"), tmp_path / "bad.qnt", WRONG_TYPES[case][0])
+    for args in (["inspect", str(bad)], ["inspect", str(bad), "--json"], ["decompress", str(bad), "-o", str(tmp_path / "o")]):
+        rc, _, err = cli(args)
+        one_line_error(rc, err, "bad.qnt")
+    rc, out, err = cli(["inventory", str(bad), "-o", str(tmp_path / "r.md"), "--no-forward"])
+    assert rc == 1 and "Traceback" not in err and "opens: fail" in err
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWarning", "ignore::DeprecationWarning")
+def test_malicious_pickle_in_eval_is_refused_in_one_line(tmp_path, gpt2_folder):
+    torch = pytest.importorskip("torch")
+    src, text = gpt2_folder
+    qnt = tmp_path / "m.qnt"
+    rc, _, err = cli(["compress", str(src), "-o", str(qnt), "--codec", "lossless", "--quiet"])
+    assert rc == 0, err
+    evil = tmp_path / "evil"
+    evil.mkdir()
+    for f in src.iterdir():
+        if f.suffix != ".safetensors":
+            (evil / f.name).write_bytes(f.read_bytes())
+    marker = tmp_path / "PWNED"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    torch.save({"transformer.wte.weight": Evil()}, evil / "pytorch_model.bin")
+    (tmp_path / "t.txt").write_text(text)
+    rc, _, err = cli(["eval", str(evil), str(qnt), "--no-record", "--text", str(tmp_path / "t.txt")])
+    one_line_error(rc, err, "evil")
+    assert "refused" in err and not marker.exists()
+    rc, _, err = cli(["compress", str(evil), "-o", str(tmp_path / "e.qnt")])  # the compress side: same promise
+    one_line_error(rc, err, "pytorch_model.bin")
+    assert not marker.exists() and not (tmp_path / "e.qnt").exists()
+
+
+def _tiny_qnt(path: Path, values: int = 1 << 20) -> Path:
+    w = np.random.default_rng(0).standard_normal((values // 1024, 1024)).astype(np.float32)
+    with QntWriter(path, model={"id": "t"}) as out:
+        out.add_tensor("w", encode_tensor(w, "lossless"), w.shape, "float32")
+        out.add_file("config.json", b"{}")
+    return path
+
+
+def test_full_disk_on_decompress_is_one_line_tmpfs(tmp_path):
+    """A real full disk: a 1 MiB tmpfs (needs mount rights; a container without them skips, and the two tests
+    below cover the same path without privileges)."""
+    qnt = _tiny_qnt(tmp_path / "m.qnt")  # decodes to 4 MiB
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({r.stderr.strip() or r.returncode}); covered by the RLIMIT_FSIZE and ENOSPC tests")
+    try:
+        rc, _, err = cli(["decompress", str(qnt), "-o", str(mnt / "out")])
+        one_line_error(rc, err, f"{mnt / 'out' / 'model.safetensors'}: write failed")
+        assert "no space left" in err
+        assert list(mnt.iterdir()) == []  # the temporary folder is gone
+        rc, _, err = cli(["compress", str(tmp_path / "nonexistent"), "-o", str(mnt / "x.qnt")])
+        assert rc == 1
+    finally:
+        subprocess.run(["umount", str(mnt)], check=False)
+
+
+def test_file_size_limit_on_decompress_is_one_line(tmp_path):
+    """The kernel refuses the write (RLIMIT_FSIZE, EFBIG): no privileges needed."""
+    qnt = _tiny_qnt(tmp_path / "m.qnt")
+    code = ("import resource, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
+            "resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20)); "
+            "from quantonium.cli import main; sys.exit(main(sys.argv[1:]))")
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "python")}
+    p = subprocess.run([sys.executable, "-c", code, "decompress", str(qnt), "-o", str(tmp_path / "out")],
+                       capture_output=True, text=True, env=env, timeout=600)
+    one_line_error(p.returncode, p.stderr, f"{tmp_path / 'out' / 'model.safetensors'}: write failed")
+    assert "file too large" in p.stderr
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["m.qnt"]
+
+
+def test_enospc_from_safetensors_and_from_the_writer_is_one_error(tmp_path, monkeypatch):
+    import safetensors.torch
+    from safetensors import SafetensorError
+
+    from quantonium import outputs
+    from quantonium.pipeline import decompress
+
+    qnt = _tiny_qnt(tmp_path / "m.qnt", 1 << 14)
+
+    def full(*a, **k):
+        raise SafetensorError('Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "No space left on device" })')
+
+    monkeypatch.setattr(safetensors.torch, "save_file", full)
+    with pytest.raises(outputs.OutputError, match=r"model\.safetensors: write failed \(no space left on the device\)"):
+        decompress(qnt, tmp_path / "out")
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["m.qnt"]
+    monkeypatch.undo()
+
+    class FullFile:  # the writer's file object on a full disk
+        def __init__(self, f):
+            self.f = f
+
+        def write(self, data):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def __getattr__(self, k):
+            return getattr(self.f, k)
+
+    out = tmp_path / "w.qnt"
+    with pytest.raises(outputs.OutputError, match=r"w\.qnt: write failed \(no space left on the device\)"):
+        with QntWriter(out) as w:
+            w._out.file = FullFile(w._out.file)
+            w.add_tensor("x", encode_tensor(np.zeros((8, 8), np.float32), "lossless"), (8, 8), "float32")
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["m.qnt"]

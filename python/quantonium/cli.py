@@ -155,10 +155,13 @@ def cmd_inventory(args: argparse.Namespace) -> int:
     for m in inv["models"]:
         for c in m["checks"]:
             print(f"{m['file']}: {c['check']}: {c['result']} ({c['detail']})", file=sys.stderr)
+    def num(v, fmt: str) -> str:  # totals are None when no file opened
+        return "n/a" if v is None else format(v, fmt)
+
     ratio = "n/a" if t["ratio_vs_source"] is None else f"{t['ratio_vs_source']:.2f}x"
     snr = "exact" if t["median_tensor_snr_db"] is None else f"{t['median_tensor_snr_db']:.2f} dB (worst {t['worst_tensor_snr_db']:.2f} dB)"
     print(f"inventory: {t['models']} models, {t['parameters']:,} parameters, {t['file_bytes']:,} bytes, "
-          f"{t['bpw']:.3f} bpw, ratio {ratio} vs source, {t['ratio_vs_fp16']:.2f}x vs fp16, median tensor SNR {snr}; "
+          f"{num(t['bpw'], '.3f')} bpw, ratio {ratio} vs source, {num(t['ratio_vs_fp16'], '.2f')}x vs fp16, median tensor SNR {snr}; "
           f"{t['checks_failed']} checks failed; wrote {', '.join(str(w) for w in written)}")
     return 1 if t["checks_failed"] else 0
 

@@ -417,21 +417,26 @@ def write_text(path: str | os.PathLike, text: str, *, inputs: Iterable[str | os.
     return write_bytes(path, text.encode("utf-8"), inputs=inputs)
 
 
-def write_plain(path: str | os.PathLike, data: bytes) -> Path:
+def write_plain(path: str | os.PathLike, data: bytes, *, shown_as: str | os.PathLike | None = None) -> Path:
     """Writes a file inside an :class:`AtomicFolder` being filled (the folder is the atomic unit);
-    a failure (a full disk) is one :class:`OutputError` naming the file."""
+    a failure (a full disk) is one :class:`OutputError` naming the file (``shown_as``: its final path)."""
     p = Path(path)
     try:
         with open(p, "xb") as f:
             f.write(data)
     except OSError as e:
-        raise OutputError(f"{p}: write failed ({_describe(e)})") from None
+        raise OutputError(f"{shown_as or p}: write failed ({_describe(e)})") from None
     return p
 
 
-def save_safetensors(tensors: dict[str, Any], path: str | os.PathLike, *, metadata: dict[str, str] | None = None) -> Path:
+_OS_ERROR = re.compile(r"os error (\d+)|code: (\d+)")
+
+
+def save_safetensors(tensors: dict[str, Any], path: str | os.PathLike, *, metadata: dict[str, str] | None = None,
+                     shown_as: str | os.PathLike | None = None) -> Path:
     """``safetensors.torch.save_file`` inside an :class:`AtomicFolder` being filled; its errors (a full
-    disk, a file size limit) become one :class:`OutputError` naming the file instead of a ``SafetensorError``."""
+    disk, a file size limit) become one :class:`OutputError` naming the file (``shown_as``: its final
+    path) instead of a ``SafetensorError``."""
     from safetensors import SafetensorError
     from safetensors.torch import save_file
 
@@ -439,16 +444,16 @@ def save_safetensors(tensors: dict[str, Any], path: str | os.PathLike, *, metada
     try:
         save_file(tensors, str(p), metadata=metadata)
     except OSError as e:
-        raise OutputError(f"{p}: write failed ({_describe(e)})") from None
+        raise OutputError(f"{shown_as or p}: write failed ({_describe(e)})") from None
     except SafetensorError as e:
         msg = str(e)
-        if "StorageFull" in msg or "code: 28" in msg or "QuotaExceeded" in msg:
-            reason = "no space left on the device"
-        elif "FileTooLarge" in msg or "code: 27" in msg:
-            reason = "file too large (file size limit)"
+        m = _OS_ERROR.search(msg)
+        if m:
+            code = int(m.group(1) or m.group(2))
+            reason = _describe(OSError(code, os.strerror(code)))
         else:
             reason = (msg.strip().splitlines() or ["safetensors error"])[0][:200]
-        raise OutputError(f"{p}: write failed ({reason})") from None
+        raise OutputError(f"{shown_as or p}: write failed ({reason})") from None
     return p
 
 
@@ -479,6 +484,10 @@ class AtomicFolder:
         _lock(self._fd)
         self.path = tmp
         self._done = False
+
+    def shown(self, inside: str | os.PathLike) -> Path:
+        """Where a path inside the temporary folder will be once committed (for messages)."""
+        return self.target.path / Path(os.path.realpath(inside)).relative_to(os.path.realpath(self.path))
 
     def commit(self) -> Path:
         if self._done:

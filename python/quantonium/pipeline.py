@@ -273,7 +273,7 @@ def decompress(path: str | Path, outdir: str | Path, *, threads: int = 1) -> Pat
         for name in f.file_names:  # names checked against the allow-list by QntFile
             dest = target_path(out.path, name)
             dest.parent.mkdir(exist_ok=True)
-            write_plain(dest, f.file(name))
+            write_plain(dest, f.file(name), shown_as=out.shown(dest))
         tie = bool(f.config().get("tie_word_embeddings", True)) if "config.json" in f.file_names else False
         copies = {} if tie else dict(f.model.get("tied") or {})  # an untied model needs its copies written out
         arrays = f.read_all(nthreads=threads, reserve=f.decoded_bytes(list(copies.values())))
@@ -281,7 +281,8 @@ def decompress(path: str | Path, outdir: str | Path, *, threads: int = 1) -> Pat
                    for n, a in arrays.items()}
         for alias, canon in copies.items():
             tensors[alias] = tensors[canon].clone()
-        save_safetensors(tensors, out.path / "model.safetensors", metadata={"format": "pt", "quantonium": __version__})
+        save_safetensors(tensors, out.path / "model.safetensors", metadata={"format": "pt", "quantonium": __version__},
+                         shown_as=out.shown(out.path / "model.safetensors"))
     return Path(outdir)
 
 
