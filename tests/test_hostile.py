@@ -632,3 +632,257 @@ def test_enospc_from_safetensors_and_from_the_writer_is_one_error(tmp_path, monk
             w._out.file = FullFile(w._out.file)
             w.add_tensor("x", encode_tensor(np.zeros((8, 8), np.float32), "lossless"), (8, 8), "float32")
     assert sorted(x.name for x in tmp_path.iterdir()) == ["m.qnt"]
+
+
+# =====================================================================================
+# Item 4: outputs (quantonium.outputs): checked before work, never an input, atomic,
+# symlinks written through, special files in place, umask, stale temporaries cleaned.
+# =====================================================================================
+from quantonium import outputs  # noqa: E402
+
+
+def _st_folder(tmp_path: Path) -> Path:
+    """A model folder with a bare safetensors file and a config (no transformers needed)."""
+    from safetensors.numpy import save_file
+
+    d = tmp_path / "same"
+    d.mkdir()
+    save_file({"w": np.random.default_rng(0).standard_normal((64, 64)).astype(np.float32)}, str(d / "model.safetensors"))
+    (d / "config.json").write_text("{}")
+    return d
+
+
+def test_compress_refuses_to_overwrite_its_source(tmp_path):
+    d = _st_folder(tmp_path)
+    src = d / "model.safetensors"
+    before = src.read_bytes()
+    (tmp_path / "link.qnt").symlink_to(src)
+    os.link(src, tmp_path / "hard.qnt")
+    cases = [(source, out) for source in (src, d) for out in (src, tmp_path / "link.qnt", tmp_path / "hard.qnt")]
+    for source, out in cases + [(d, d / "config.json")]:  # the folder's embedded files are inputs too
+        if True:
+            rc, _, err = cli(["compress", str(source), "-o", str(out), "--codec", "lossless", "--quiet"])
+            one_line_error(rc, err, str(out))
+            assert "is also an input" in err
+    assert src.read_bytes() == before and (tmp_path / "link.qnt").is_symlink()
+    from quantonium.pipeline import compress
+
+    with pytest.raises(outputs.OutputError, match="is also an input"):
+        compress(str(src), src, codec="lossless", progress=False)
+    assert src.read_bytes() == before
+    rc, _, err = cli(["compress", str(d), "-o", str(d / "new.qnt"), "--codec", "lossless", "--quiet"])  # a new file there is fine
+    assert rc == 0, err
+
+
+def test_output_onto_a_folder_fails_before_any_work(tmp_path, monkeypatch):
+    d = _st_folder(tmp_path)
+    (tmp_path / "outdir").mkdir()
+    rc, _, err = cli(["compress", str(d), "-o", str(tmp_path / "outdir"), "--codec", "lossless", "--quiet"])
+    one_line_error(rc, err, "outdir")
+    assert "is a folder" in err and list((tmp_path / "outdir").iterdir()) == []
+    from quantonium import pipeline
+
+    called = []
+    monkeypatch.setattr(pipeline, "open_source", lambda *a: called.append(a))
+    with pytest.raises(outputs.OutputError, match="is a folder"):
+        pipeline.compress(str(d), tmp_path / "outdir", codec="lossless", progress=False)
+    assert called == []  # the source was not even opened
+    qnt = small_file(tmp_path / "m.qnt")
+    for bad, msg in ((qnt, "is not a folder"), (d, "not an empty folder")):
+        rc, _, err = cli(["decompress", str(qnt), "-o", str(bad)])
+        one_line_error(rc, err, str(bad))
+        assert msg in err
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(outputs.OutputError, match="is not a folder"):
+        outputs.check_file(tmp_path / "afile" / "sub" / "x.qnt")
+    assert not [p for p in tmp_path.rglob("*quantonium-tmp*")]
+
+
+def test_symlinks_are_written_through(tmp_path):
+    real_dir = tmp_path / "real"
+    real_dir.mkdir()
+    target = real_dir / "m.qnt"
+    target.write_bytes(b"old")
+    link = tmp_path / "m.qnt"
+    link.symlink_to(target)
+    small_file(link)
+    assert link.is_symlink() and os.readlink(link) == str(target)
+    with QntFile(target) as f:
+        assert f.tensor_names == ["w"]
+    dangling = tmp_path / "d.txt"
+    dangling.symlink_to(real_dir / "new.txt")
+    outputs.write_text(dangling, "hello")
+    assert dangling.is_symlink() and (real_dir / "new.txt").read_text() == "hello"
+    from quantonium.container import update_model
+
+    update_model(link, {"evaluation": {"x": 1}})  # eval's record: through the link too
+    assert link.is_symlink()
+    with QntFile(target) as f:
+        assert f.model["evaluation"] == {"x": 1}
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    flink = tmp_path / "flink"
+    flink.symlink_to(empty)
+    rc, _, err = cli(["decompress", str(target), "-o", str(flink)])
+    assert rc == 0, err
+    assert flink.is_symlink() and (empty / "model.safetensors").is_file() and (empty / "config.json").is_file()
+
+
+def test_special_files_are_written_in_place(tmp_path):
+    outputs.write_text("/dev/null", "nothing")
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    import threading
+
+    got = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()))
+    reader.start()
+    outputs.write_bytes(fifo, b"through the pipe")
+    reader.join(10)
+    assert got == [b"through the pipe"] and stat.S_ISFIFO(os.stat(fifo).st_mode)
+    # /dev/stdout names the process's own stdout: written where it stands, never renamed over
+    out = tmp_path / "stdout.txt"
+    code = ("import sys; print('first', flush=True); from quantonium import outputs; "
+            "outputs.write_text('/dev/stdout', 'second\\n'); print('third')")
+    with open(out, "w") as fh:
+        ino = os.fstat(fh.fileno()).st_ino
+        subprocess.run([sys.executable, "-c", code], stdout=fh, check=True, env={**os.environ, "PYTHONPATH": str(ROOT / "python")})
+    assert out.read_text() == "first\nsecond\nthird\n" and out.stat().st_ino == ino
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                       env={**os.environ, "PYTHONPATH": str(ROOT / "python")})
+    assert p.stdout == "first\nsecond\nthird\n"
+    if os.path.exists("/dev/loop0") and stat.S_ISBLK(os.stat("/dev/loop0").st_mode):
+        with pytest.raises(outputs.OutputError, match="block device"):
+            outputs.check_file("/dev/loop0")
+
+
+def test_inventory_json_to_dev_stdout_keeps_the_device(tmp_path):
+    qnt = small_file(tmp_path / "m.qnt")
+    mode = os.stat("/dev/stdout").st_mode
+    rc, out, err = cli(["inventory", str(qnt), "-o", str(tmp_path / "r.md"), "--json", "/dev/stdout", "--no-forward"])
+    assert rc == 0, err
+    assert '"totals"' in out and os.stat("/dev/stdout").st_mode == mode
+    assert not stat.S_ISREG(os.stat("/dev/null").st_mode)
+    rc, _, err = cli(["inventory", str(qnt), "-o", str(qnt), "--no-forward"])  # the report over its input
+    one_line_error(rc, err, "m.qnt")
+    with QntFile(qnt):
+        pass
+
+
+@pytest.mark.parametrize("mask", [0o022, 0o077, 0o002])
+def test_outputs_follow_the_umask(tmp_path, mask):
+    old = os.umask(mask)
+    try:
+        small_file(tmp_path / "m.qnt")
+        outputs.write_text(tmp_path / "r.md", "x")
+        with outputs.AtomicFolder(tmp_path / "folder") as f:
+            (f.path / "a").write_text("a")
+    finally:
+        os.umask(old)
+    for p, full in ((tmp_path / "m.qnt", 0o666), (tmp_path / "r.md", 0o666), (tmp_path / "folder", 0o777)):
+        assert stat.S_IMODE(p.stat().st_mode) == full & ~mask, p
+    os.chmod(tmp_path / "r.md", 0o640)
+    outputs.write_text(tmp_path / "r.md", "y")  # replacing keeps the file's permission bits
+    assert stat.S_IMODE((tmp_path / "r.md").stat().st_mode) == 0o640
+
+
+def test_decompress_folder_follows_the_umask(tmp_path):
+    qnt = small_file(tmp_path / "m.qnt")
+    old = os.umask(0o022)
+    try:
+        rc, _, err = cli(["decompress", str(qnt), "-o", str(tmp_path / "out")])
+    finally:
+        os.umask(old)
+    assert rc == 0, err
+    assert stat.S_IMODE((tmp_path / "out").stat().st_mode) == 0o755
+    assert stat.S_IMODE((tmp_path / "out" / "model.safetensors").stat().st_mode) == 0o644
+
+
+WRITER = """
+import sys, time
+from quantonium.outputs import AtomicFile
+f = AtomicFile(sys.argv[1])
+f.write(b"partial")
+f.file.flush()
+print(f._tmp, flush=True)
+time.sleep(600)
+"""
+
+
+def _start_writer(target: Path) -> tuple[subprocess.Popen, Path]:
+    p = subprocess.Popen([sys.executable, "-c", WRITER, str(target)], stdout=subprocess.PIPE, text=True,
+                         env={**os.environ, "PYTHONPATH": str(ROOT / "python")})
+    return p, Path(p.stdout.readline().strip())
+
+
+def test_stale_temporaries_of_killed_runs_are_cleaned_and_live_ones_kept(tmp_path):
+    live, live_tmp = _start_writer(tmp_path / "a.qnt")
+    dead, dead_tmp = _start_writer(tmp_path / "b.qnt")
+    try:
+        dead.kill()
+        dead.wait()
+        assert outputs.TEMP_SUFFIX in dead_tmp.name and f".{dead.pid}." in dead_tmp.name  # recognisable, pid marked
+        old = dead_tmp.stat().st_mtime - 2 * outputs.STALE_AFTER
+        for p in (live_tmp, dead_tmp):
+            os.utime(p, (old, old))
+        young = tmp_path / f".c.qnt.{dead.pid}.0123abcd{outputs.TEMP_SUFFIX}"  # unlocked but just made: kept
+        young.write_bytes(b"")
+        stale_dir = tmp_path / f".out.{dead.pid}.89abcdef{outputs.TEMP_SUFFIX}"  # a killed decompress
+        stale_dir.mkdir()
+        (stale_dir / "model.safetensors").write_bytes(b"x")
+        os.utime(stale_dir, (old, old))
+        other = tmp_path / ".x.qnt.12.0123abcd.tmp"  # not ours: never touched
+        other.write_bytes(b"")
+        os.utime(other, (old, old))
+        outputs.write_text(tmp_path / "new.md", "x")  # any new output in the folder cleans it
+        assert live_tmp.exists(), "a live writer's temporary was removed"
+        assert not dead_tmp.exists() and not stale_dir.exists()
+        assert young.exists() and other.exists()
+    finally:
+        for proc in (live, dead):
+            proc.kill()
+            proc.wait()
+            proc.stdout.close()
+
+
+def test_atomic_outputs_fsync_file_and_folder(tmp_path, monkeypatch):
+    synced = []
+    real = os.fsync
+
+    def spy(fd):
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        return real(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    outputs.write_text(tmp_path / "r.md", "x")
+    assert any(outputs.TEMP_SUFFIX in s for s in synced) and str(tmp_path) in synced
+    synced.clear()
+    with outputs.AtomicFolder(tmp_path / "f") as f:
+        (f.path / "a").write_text("a")
+    assert any(s.endswith("/a") for s in synced) and str(tmp_path) in synced
+
+
+def test_interrupted_writes_leave_the_old_file(tmp_path):
+    p = small_file(tmp_path / "m.qnt")
+    before = p.read_bytes()
+    with pytest.raises(RuntimeError):
+        with QntWriter(p) as w:
+            w.add_file("config.json", b"{}")
+            raise RuntimeError("interrupted")
+    assert p.read_bytes() == before
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["m.qnt"]
+
+
+def test_eval_checks_its_record_target_before_evaluating(tmp_path):
+    qnt = small_file(tmp_path / "m.qnt")
+    rc, _, err = cli(["eval", str(tmp_path / "nowhere"), str(tmp_path), "--text", str(qnt)])  # the .qnt "file" is a folder
+    one_line_error(rc, err, str(tmp_path))
+    assert "is a folder" in err
+
+
+def test_compare_checks_its_outputs_before_running(tmp_path):
+    d = _st_folder(tmp_path)
+    (tmp_path / "notdir").write_text("x")
+    rc, _, err = cli(["compare", str(d), "--bits", "4", "--methods", "direct", "-o", str(tmp_path / "notdir")])
+    one_line_error(rc, err, "notdir")

@@ -179,7 +179,7 @@ def check_file(path: str | os.PathLike, *, inputs: Iterable[str | os.PathLike] =
         raise OutputError(f"{path!r}: not a file name")
     try:
         st = os.stat(p)  # follows symlinks
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         st = None
     except OSError as e:
         raise OutputError(f"{p}: cannot be used as an output ({e.strerror})") from None
@@ -417,6 +417,19 @@ def write_text(path: str | os.PathLike, text: str, *, inputs: Iterable[str | os.
     return write_bytes(path, text.encode("utf-8"), inputs=inputs)
 
 
+def _umask() -> int:
+    """The process's umask, read without changing it (/proc), or by setting it back at once."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # pragma: no cover - no /proc
+    os.umask(mask)
+    return mask
+
+
 def write_plain(path: str | os.PathLike, data: bytes, *, shown_as: str | os.PathLike | None = None) -> Path:
     """Writes a file inside an :class:`AtomicFolder` being filled (the folder is the atomic unit);
     a failure (a full disk) is one :class:`OutputError` naming the file (``shown_as``: its final path)."""
@@ -454,6 +467,7 @@ def save_safetensors(tensors: dict[str, Any], path: str | os.PathLike, *, metada
         else:
             reason = (msg.strip().splitlines() or ["safetensors error"])[0][:200]
         raise OutputError(f"{shown_as or p}: write failed ({reason})") from None
+    os.chmod(p, 0o666 & ~_umask())  # safetensors creates its file 0600
     return p
 
 
