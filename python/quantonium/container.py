@@ -354,11 +354,15 @@ class QntFile:
             self._fail("not a .qnt file (bad magic)")
         if major > FORMAT_MAJOR:
             self._fail(f"written in format {major}.{minor}, newer than this reader ({FORMAT_MAJOR}.x): upgrade quantonium")
+        if major < 1:
+            self._fail(f"format {major}.{minor} does not exist (corrupted preamble)")
         fmagic, ioff, ilen, icrc, fmajor, fminor, end = FOOTER.unpack_from(self._buf, self.size - ALIGN)
         if fmagic != INDEX_MAGIC or end != END_MAGIC:
             self._fail("no valid footer at the end of the file (truncated or unfinished write?)")
         if fmajor > FORMAT_MAJOR:
             self._fail(f"index written in format {fmajor}.{fminor}, newer than this reader ({FORMAT_MAJOR}.x)")
+        if fmajor < 1:
+            self._fail(f"index format {fmajor}.{fminor} does not exist (corrupted footer)")
         self.version = (fmajor, fminor)
         if ioff < ALIGN or ioff % ALIGN or ioff + ilen > self.size - ALIGN:
             self._fail(f"index at {ioff} (+{ilen} bytes) lies outside the file")
