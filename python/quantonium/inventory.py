@@ -214,7 +214,8 @@ def _charts(inv: dict[str, Any], out: Path) -> list[str]:
     ax.set_ylabel("SNR (dB), measured")
     ax.set_title("Per-tensor fidelity against rate (lossless tensors omitted: exact)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    if ax.get_legend_handles_labels()[0]:  # no file opened: nothing to label
+        ax.legend(fontsize=8)
     p = output_paths(out)[1]
     fig.tight_layout()
     with outputs.AtomicFile(p) as f:
@@ -230,7 +231,8 @@ def _charts(inv: dict[str, Any], out: Path) -> list[str]:
         bottom += vals
     ax.set_ylabel("payload MiB")
     ax.set_title("File size per model, by codec")
-    ax.legend(fontsize=8)
+    if ax.get_legend_handles_labels()[0]:  # no file opened: nothing to label
+        ax.legend(fontsize=8)
     plt.setp(ax.get_xticklabels(), rotation=15, ha="right", fontsize=8)
     p = output_paths(out)[2]
     fig.tight_layout()
