@@ -130,8 +130,7 @@ def cli(args: list[str], *, child: bool = False) -> tuple[int, str, str]:
     """Runs the CLI: (exit status, stdout, stderr). In this process by default (an exception escaping
     ``main`` fails the test, as a traceback would), or in a child process (``child``: the real thing)."""
     if child:
-        env = {**os.environ, "PYTHONPATH": str(ROOT / "python") + os.pathsep + os.environ.get("PYTHONPATH", "")}
-        p = subprocess.run([sys.executable, "-m", "quantonium", *args], capture_output=True, text=True, env=env, timeout=600)
+        p = subprocess.run([sys.executable, "-m", "quantonium", *args], capture_output=True, text=True, timeout=600)
         return p.returncode, p.stdout, p.stderr
     import contextlib
     import io
@@ -602,7 +601,7 @@ def test_file_size_limit_on_decompress_is_one_line(tmp_path):
     code = ("import resource, signal, sys; signal.signal(signal.SIGXFSZ, signal.SIG_IGN); "
             "resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20)); "
             "from quantonium.cli import main; sys.exit(main(sys.argv[1:]))")
-    env = {**os.environ, "PYTHONPATH": str(ROOT / "python")}
+    env = dict(os.environ)
     p = subprocess.run([sys.executable, "-c", code, "decompress", str(qnt), "-o", str(tmp_path / "out")],
                        capture_output=True, text=True, env=env, timeout=600)
     one_line_error(p.returncode, p.stderr, f"{tmp_path / 'out' / 'model.safetensors'}: write failed")
@@ -759,10 +758,10 @@ def test_special_files_are_written_in_place(tmp_path):
             "outputs.write_text('/dev/stdout', 'second\\n'); print('third')")
     with open(out, "w") as fh:
         ino = os.fstat(fh.fileno()).st_ino
-        subprocess.run([sys.executable, "-c", code], stdout=fh, check=True, env={**os.environ, "PYTHONPATH": str(ROOT / "python")})
+        subprocess.run([sys.executable, "-c", code], stdout=fh, check=True, env=dict(os.environ))
     assert out.read_text() == "first\nsecond\nthird\n" and out.stat().st_ino == ino
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                       env={**os.environ, "PYTHONPATH": str(ROOT / "python")})
+                       env=dict(os.environ))
     assert p.stdout == "first\nsecond\nthird\n"
     if os.path.exists("/dev/loop0") and stat.S_ISBLK(os.stat("/dev/loop0").st_mode):
         with pytest.raises(outputs.OutputError, match="block device"):
@@ -824,7 +823,7 @@ time.sleep(600)
 
 def _start_writer(target: Path) -> tuple[subprocess.Popen, Path]:
     p = subprocess.Popen([sys.executable, "-c", WRITER, str(target)], stdout=subprocess.PIPE, text=True,
-                         env={**os.environ, "PYTHONPATH": str(ROOT / "python")})
+                         env=dict(os.environ))
     return p, Path(p.stdout.readline().strip())
 
 
