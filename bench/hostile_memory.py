@@ -102,6 +102,11 @@ def make_cases(d: Path) -> dict[str, tuple]:
     with (nullcontext() if REUSE and big.exists() else QntWriter(big, model={"id": "big-index"})) as out:
         for i in (range(0) if out is None else range(int(os.environ.get("QN_BIG_INDEX_TENSORS", "220000")))):
             out.add_tensor(f"model.layers.{i // 9}.block.{i % 9}.weight", enc, w.shape, "float32", source_dtype="float32")
+    mid = d / "index_53MB.qnt"  # below the new default index limit: what opening such a file costs
+    with (nullcontext() if REUSE and mid.exists() else QntWriter(mid, model={"id": "index-53MB"})) as out:
+        for i in (range(0) if out is None else range(55000)):
+            out.add_tensor(f"model.layers.{i // 9}.block.{i % 9}.weight", enc, w.shape, "float32", source_dtype="float32")
+    cases["inspect-index-53MB"] = (mid, "inspect")
     cases["inspect-index-250MB"] = (big, "inspect")
     cases["open-index-250MB"] = (big, "open")
     cases["open-index-250MB-max-index-256M"] = (big, "open", {"QUANTONIUM_MAX_INDEX": "256M"})

@@ -159,8 +159,7 @@ def max_index_bytes(value: int | str | None = None, memory: int | None = None) -
     else:
         env = _from_env(ENV_MAX_INDEX)
         limit = env if env is not None else DEFAULT_MAX_INDEX_BYTES
-        limit = min(limit, max_memory(memory) // INDEX_MEMORY_FACTOR)
-    return min(limit, HARD_MAX_INDEX_BYTES)
+    return min(limit, max_memory(memory) // INDEX_MEMORY_FACTOR, HARD_MAX_INDEX_BYTES)
 
 
 # --- JSON from files ----------------------------------------------------------------
