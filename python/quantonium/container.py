@@ -49,6 +49,7 @@ import numpy as np
 
 from . import __version__
 from .codecs import CODECS, DTYPES, CodecError, Encoded, decode_tensor, itemsize
+from .faults import write_or_die
 from .filenames import check_file_name, is_allowed
 
 __all__ = ["FORMAT_MAJOR", "FORMAT_MINOR", "QntFile", "QntFormatError", "QntWriter", "update_model"]
@@ -149,10 +150,10 @@ class QntWriter:
     def fileno(self) -> int:
         return self._f.fileno()
 
-    def _write_blob(self, data) -> tuple[int, int, int]:
+    def _write_blob(self, data, event: str = "payload") -> tuple[int, int, int]:
         data = memoryview(data).cast("B")
         off = self._pos
-        self._f.write(data)
+        write_or_die(event, self._f, data)
         self._pos += len(data)
         pad = _pad(self._pos)
         if pad:
@@ -218,7 +219,7 @@ class QntWriter:
             separators=(",", ":"),
             allow_nan=False,
         ).encode()
-        ioff, ilen, icrc = self._write_blob(index)
+        ioff, ilen, icrc = self._write_blob(index, "index")
         self._f.write(FOOTER.pack(INDEX_MAGIC, ioff, ilen, icrc, FORMAT_MAJOR, FORMAT_MINOR, END_MAGIC))
         self._f.flush()
         os.fsync(self._f.fileno())

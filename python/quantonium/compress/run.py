@@ -192,6 +192,10 @@ def compress(
         sink = QntSink(out, model=model_meta, files=src.files, run_key=run_key(src, options), resume=resume)
         resumed = len(sink.done)
         prog = Progress(progress)
+        if sink.note:
+            import sys
+
+            print(f"quantonium: {sink.note}", file=sys.stderr)
         try:
             if allocate:
                 from .allocated import run_allocated

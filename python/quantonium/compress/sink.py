@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from ..container import QntWriter
+from ..faults import write_or_die
 from .plan import TensorResult
 
 __all__ = ["MemorySink", "QntSink", "ResumeError"]
@@ -46,7 +47,7 @@ class ResumeError(ValueError):
 def _atomic_write(path: Path, data: bytes) -> None:
     tmp = path.with_name(path.name + ".new")
     with open(tmp, "wb") as f:
-        f.write(data)
+        write_or_die("checkpoint", f, data)
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
@@ -85,7 +86,11 @@ class QntSink:
         except BlockingIOError:
             os.close(self._lock)
             raise ResumeError(f"{self.out}: another quantonium process is writing this output now") from None
+        self.note = ""
         try:
+            if resume and not self.ckpt.is_file():
+                self.note = "nothing to resume (no checkpoint beside the output): starting from the beginning"
+                resume = False
             if resume:
                 state = self._resumable()
                 self.writer = QntWriter(self.out, model=model, partial=self.partial, state=state["writer"])
@@ -102,8 +107,6 @@ class QntSink:
         self.done: dict[str, dict[str, Any]] = {t["name"]: t for t in self.writer.state()["tensors"]}
 
     def _resumable(self) -> dict[str, Any]:
-        if not self.ckpt.is_file():
-            raise ResumeError(f"{self.out}: nothing to resume (no checkpoint {self.ckpt.name} beside it)")
         try:
             state = json.loads(self.ckpt.read_bytes())
             if state.get("run_key") != self.run_key:
