@@ -61,18 +61,8 @@ def run_allocated(src, todo: list[str], sink, *, bpw: float, codec: str, forced:
     total_w = sum(_numel(shapes[n]) for n in todo)
     meta: dict[str, Any] = {}
 
-    # 1. small tensors, lossless, exact bits
-    jobs = (TensorJob(n, src.ref(n), "lossless", source_dtype=src.source_dtypes.get(n)) for n in small if n not in sink.done)
-    with progress.stage("lossless", sum(src.nbytes(n) for n in small if n not in sink.done)) as update:
-        for res in ThreadExecutor(threads).map(run_job, jobs):
-            sink.add(res)
-            update(res.source_nbytes)
-    spent_small = sum(int((sink.results.get(n) or sink.done[n])["bits"]) for n in small)
-    budget = bpw * total_w - spent_small
-    if not large:
-        return meta
-
-    # 2. sensitivities (and the model, which the sweep needs too)
+    # 1. the model and the calibration text first: an architecture that cannot run fails before any work
+    #    (then 2. sensitivities)
     model = data = None
     sens: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     fl = DEFAULT_FLOOR if floor is None else floor
@@ -102,6 +92,15 @@ def run_allocated(src, todo: list[str], sink, *, bpw: float, codec: str, forced:
                                "weighted_tensors": len(sens),
                                "method": "row: E[(dL/dy)^2] under sampled labels; col: E[x^2] (quantonium.calibration)"}
 
+    # 3. small tensors, lossless, exact bits
+    jobs = (TensorJob(n, src.ref(n), "lossless", source_dtype=src.source_dtypes.get(n)) for n in small if n not in sink.done)
+    with progress.stage("lossless", sum(src.nbytes(n) for n in small if n not in sink.done)) as update:
+        for res in ThreadExecutor(threads).map(run_job, jobs):
+            sink.add(res)
+            update(res.source_nbytes)
+    spent_small = sum(int((sink.results.get(n) or sink.done[n])["bits"]) for n in small)
+    budget = bpw * total_w - spent_small
+
     # which tensors get GPTQ: weights of layers the sweep sees once, coded direct
     gram_of_module: dict[str, list[str]] = {}
     transposed: dict[str, bool] = {}
@@ -121,7 +120,9 @@ def run_allocated(src, todo: list[str], sink, *, bpw: float, codec: str, forced:
     if calibration is None:
         meta.pop("calibration")
 
-    # 3. curves
+    # 4. curves
+    if not large:
+        return meta
     codecs = {"direct": ("direct",), "rft-dense": ("rft-dense",), "auto": ("direct", "rft-dense")}[codec]
     arrays = {n: src.ref(n) for n in large}
     scales = allocation_scales({n: _Shape(shapes[n]) for n in large}, sens)
@@ -158,7 +159,7 @@ def run_allocated(src, todo: list[str], sink, *, bpw: float, codec: str, forced:
         sink.add(res)
         update(res.source_nbytes)
 
-    # 4. encode: GPTQ tensors during one pass of the text, then the others
+    # 5. encode: GPTQ tensors during one pass of the text, then the others
     with progress.stage("encode", sum(src.nbytes(n) for n in large if n not in sink.done)) as update:
         if gptq:
             from ..calibration import gram_sweep
