@@ -130,22 +130,43 @@ class QntWriter:
     """
 
     def __init__(self, path: str | os.PathLike, *, model: dict[str, Any] | None = None,
+                 partial: str | os.PathLike | None = None, state: dict[str, Any] | None = None,
                  inputs: tuple[str | os.PathLike, ...] | list = ()) -> None:
+        """``partial``: write into this file instead of a fresh temporary one (resumable runs; the caller
+        holds its lock); ``state`` (from :meth:`state`): continue a partial file from that point (it is
+        truncated there); ``inputs``: files the output must not be (:func:`quantonium.outputs.check_file`)."""
         self.path = Path(path)
-        self._out = AtomicFile(self.path, inputs=inputs)
-        self._f = self._out.file
-        self._out.write(PREAMBLE.pack(MAGIC, FORMAT_MAJOR, FORMAT_MINOR))
-        self._pos = ALIGN
         self._tensors: list[dict[str, Any]] = []
         self._names: set[str] = set()
         self._files: dict[str, dict[str, int]] = {}
         self.model: dict[str, Any] = dict(model or {})
         self._closed = False
+        self._out = AtomicFile(self.path, inputs=inputs, temp=partial, resume_at=None if state is None else int(state["pos"]))
+        self._f = self._out.file
+        if state is None:
+            self._out.write(PREAMBLE.pack(MAGIC, FORMAT_MAJOR, FORMAT_MINOR))
+            self._pos = ALIGN
+        else:
+            self._pos = int(state["pos"])
+            self._tensors = [dict(t) for t in state["tensors"]]
+            self._names = {t["name"] for t in self._tensors}
+            self._files = {k: dict(v) for k, v in state["files"].items()}
 
-    def _write_blob(self, data) -> tuple[int, int, int]:
+    def state(self) -> dict[str, Any]:
+        """What :class:`QntWriter` needs to continue this file later (JSON-able); call after :meth:`sync`."""
+        return {"pos": self._pos, "tensors": self._tensors, "files": self._files}
+
+    def sync(self) -> None:
+        """Flushes and fsyncs what was written so far."""
+        self._out.sync()
+
+    def fileno(self) -> int:
+        return self._out.file.fileno()
+
+    def _write_blob(self, data, event: str = "payload") -> tuple[int, int, int]:
         data = memoryview(data).cast("B")
         off = self._pos
-        self._out.write(data)
+        self._out.write(data, event=event)
         self._pos += len(data)
         pad = _pad(self._pos)
         if pad:
@@ -211,7 +232,7 @@ class QntWriter:
             separators=(",", ":"),
             allow_nan=False,
         ).encode()
-        ioff, ilen, icrc = self._write_blob(index)
+        ioff, ilen, icrc = self._write_blob(index, "index")
         self._out.write(FOOTER.pack(INDEX_MAGIC, ioff, ilen, icrc, FORMAT_MAJOR, FORMAT_MINOR, END_MAGIC))
         self._out.commit()
         self._closed = True

@@ -310,11 +310,18 @@ class AtomicFile:
     the target as it was. A special file is written directly.
     """
 
-    def __init__(self, path: str | os.PathLike, *, inputs: Iterable[str | os.PathLike] = ()) -> None:
+    def __init__(self, path: str | os.PathLike, *, inputs: Iterable[str | os.PathLike] = (),
+                 temp: str | os.PathLike | None = None, resume_at: int | None = None) -> None:
+        """``temp``: write into this file (in the target's folder) instead of a new temporary: a resumable
+        writer's partial file, whose lock its caller holds; ``resume_at``: continue it from that byte
+        (what follows is truncated)."""
         self.target = check_file(path, inputs=inputs)
         self.path = self.target.path
         self._tmp: Path | None = None
         self._done = False
+        if temp is not None:
+            self._open_given(Path(temp), resume_at)
+            return
         if self.target.direct:
             try:
                 if self.target.fd is not None:  # /dev/stdout & co: this process's own descriptor, where it stands
@@ -353,9 +360,44 @@ class AtomicFile:
             tmp.unlink(missing_ok=True)
             raise
 
-    def write(self, data: Any) -> int:
+    def _open_given(self, tmp: Path, resume_at: int | None) -> None:
+        if self.target.direct:
+            raise OutputError(f"{self.path}: a resumable output cannot be a special file; write to a file")
+        if Path(os.path.realpath(tmp.parent)) != Path(os.path.realpath(self.target.real.parent)):
+            raise OutputError(f"{tmp}: a partial file must be in the target's folder ({self.target.real.parent})")
         try:
-            return self.file.write(data)
+            self.target.real.parent.mkdir(parents=True, exist_ok=True)
+            if resume_at is None:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o666)
+                self.file = os.fdopen(fd, "wb")
+            else:
+                self.file = open(tmp, "r+b")
+                self.file.truncate(resume_at)
+                self.file.seek(resume_at)
+            if self.target.exists:
+                os.fchmod(self.file.fileno(), stat.S_IMODE(os.stat(self.target.real).st_mode) & 0o777)
+        except OSError as e:
+            raise OutputError(f"{self.path}: cannot write {tmp} ({_describe(e)})") from None
+        self._tmp = tmp
+
+    def write(self, data: Any, *, event: str | None = None) -> None:
+        """Writes ``data``; an OS error (a full disk) becomes one :class:`OutputError` naming the output.
+        ``event``: a fault-injection point of the resume tests (``quantonium.faults``)."""
+        try:
+            if event is None:
+                self.file.write(data)
+            else:
+                from .faults import write_or_die
+
+                write_or_die(event, self.file, data)
+        except OSError as e:
+            raise OutputError(f"{self.path}: write failed ({_describe(e)})") from None
+
+    def sync(self) -> None:
+        """Flushes and fsyncs what was written so far (a checkpoint)."""
+        try:
+            self.file.flush()
+            os.fsync(self.file.fileno())
         except OSError as e:
             raise OutputError(f"{self.path}: write failed ({_describe(e)})") from None
 
