@@ -20,8 +20,9 @@ limit. The limit is, in order of precedence:
    smaller of the physical memory (``os.sysconf``) and the cgroup's memory
    limit, when the process runs in a container.
 
-**Index limit.** Parsing a JSON index costs several times its size in memory
-and about 45 ms per MiB (measured: ``bench/hostile_memory.py``). The index
+**Index limit.** Opening a file costs about seven times its index in memory
+and about 55 ms per MiB of index on an idle core (several times more on a
+loaded machine; measured: ``bench/hostile_memory.py``). The index
 may be at most ``max_index_bytes`` (argument, ``QUANTONIUM_MAX_INDEX``, CLI
 ``--max-index``; default :data:`DEFAULT_MAX_INDEX_BYTES`, 64 MiB: about
 55,000 tensors with ``auto``'s full report each) and at most
@@ -70,7 +71,7 @@ MEMORY_FRACTION = 0.5
 #: The format's own limit on the index (a reader never accepts more).
 HARD_MAX_INDEX_BYTES = 256 << 20
 DEFAULT_MAX_INDEX_BYTES = 64 << 20
-#: Peak memory of opening a file, per byte of its index (measured about 5-6; rounded up).
+#: Peak memory of opening a file, per byte of its index (measured about 7: bench/hostile_memory.py).
 INDEX_MEMORY_FACTOR = 8
 MAX_JSON_DEPTH = 32
 
