@@ -7,7 +7,9 @@
 // Compiler multiversioning was chosen over Highway/xsimd because the kernels
 // are a handful of elementwise loops that GCC vectorises well; measured with
 // BM_PhaseKernel (bench/cpp/bench_rft.cpp), the AVX2 path runs the phase
-// multiply 2.2x faster than the SSE2 one (README, results).
+// multiply about 1.9x faster than the SSE2 one (README, "How the native core
+// works"). The streaming copy needs intrinsics (GCC emits no streaming store
+// by itself): one version per path, through a macro.
 #include "simd_kernels.hpp"
 
 #include <cmath>
