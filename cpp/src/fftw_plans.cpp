@@ -103,7 +103,7 @@ std::shared_ptr<const Plan<T>> get_plan(index_t n, index_t howmany, int sign, bo
   cpx* in = shift(raw_in, align_in);
   cpx* out = inplace ? in : shift(raw_out, align_out);
   // Out of place, the input is preserved (FFTW's default for c2c, made
-  // explicit: the engine runs these plans on the caller's read-only rows).
+  // explicit: _fftw_c2c runs these plans on the caller's read-only rows).
   const unsigned flags = flags_ref() | (inplace ? 0u : unsigned(FFTW_PRESERVE_INPUT));
   auto p = Fftw<T>::plan_many(static_cast<int>(n), static_cast<int>(howmany), in, out, sign,
                               flags);
