@@ -1,0 +1,404 @@
+// Chunk kernels of the format-2 rANS coder (layout: quantonium/entropy.hpp).
+//
+// Scalar kernels (every machine; W = 1..32 states, compile-time unrolled) and
+// AVX-512 kernels for W = 32 (two vectors of 16 states), chosen at run time
+// from the SIMD path selected in simd_kernels.cpp (QUANTONIUM_SIMD=sse2 forces
+// the scalar ones). Every kernel produces the same bytes and symbols: the
+// SIMD encoder divides through float32 with an exact integer correction, the
+// scalar one with integer division.
+//
+// Word order: within a group of W symbols the decoder renormalises state 0,
+// then 1, ..., W-1, reading words front to back. The encoder, which runs
+// backwards and writes backwards, therefore handles state W-1 first; the
+// AVX-512 encoder stores the upper vector's (states 16..31) words, compressed,
+// before the lower vector's, which gives the same order.
+#include <algorithm>
+#include <cstring>
+#include <mutex>
+
+#include "parallel.hpp"
+#include "rans_common.hpp"
+#include "rans_internal.hpp"
+#include "simd_kernels.hpp"
+
+#if (defined(__x86_64__) || defined(_M_X64)) && defined(__GNUC__)
+#define QN_RANS_X86 1
+// GCC 12's AVX-512 headers trip -Wmaybe-uninitialized on their own
+// _mm512_undefined_* helpers when inlined (a known false positive).
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+#endif
+
+namespace qn::rans_detail {
+namespace {
+
+inline std::uint32_t load16(const std::uint8_t* p) {
+  return static_cast<std::uint32_t>(p[0]) | static_cast<std::uint32_t>(p[1]) << 8;
+}
+inline std::uint32_t load32(const std::uint8_t* p) {
+  return load16(p) | load16(p + 2) << 16;
+}
+inline void store32(std::uint8_t* p, std::uint32_t v) {
+  for (int k = 0; k < 4; ++k) p[k] = static_cast<std::uint8_t>(v >> (8 * k));
+}
+
+template <class S>
+inline std::uint32_t index_of(S s, std::int32_t lo) {
+  return static_cast<std::uint32_t>(static_cast<std::int32_t>(s) - lo);
+}
+
+// ---------------------------------------------------------------------------
+// Scalar encoder: groups backwards, states W-1 .. 0 within a group.
+// ---------------------------------------------------------------------------
+template <class S, int W>
+std::uint8_t* encode_scalar(const S* sym, index_t m, const EncTable& t, std::uint8_t* end,
+                            std::uint32_t* states_in_out, index_t groups_done_by_simd) {
+  std::uint32_t x[W];
+  for (int j = 0; j < W; ++j) x[j] = states_in_out ? states_in_out[j] : kL;
+  std::uint8_t* p = end;
+  const std::uint32_t* info = t.info.data();
+  const int sb = t.scale_bits;
+  const std::int32_t lo = t.lo;
+  auto step = [&](int j, index_t i) {
+    const std::uint32_t e = info[index_of(sym[i], lo)];
+    const std::uint32_t f = e & 0xFFFF, c = e >> 16;
+    std::uint32_t xj = x[j];
+    if (xj >= (f << (32 - sb))) {
+      p -= 2;
+      p[0] = static_cast<std::uint8_t>(xj);
+      p[1] = static_cast<std::uint8_t>(xj >> 8);
+      xj >>= 16;
+    }
+    x[j] = ((xj / f) << sb) + (xj % f) + c;
+  };
+  const index_t G = m / W, tail = m % W;
+  (void)groups_done_by_simd;
+  for (index_t j = tail; j-- > 0;) step(static_cast<int>(j), G * W + j);
+  for (index_t g = G; g-- > 0;)
+    for (int j = W; j-- > 0;) step(j, g * W + j);
+  p -= 4 * W;
+  for (int j = 0; j < W; ++j) store32(p + 4 * j, x[j]);
+  return p;
+}
+
+// ---------------------------------------------------------------------------
+// Scalar decoder. Groups with enough bytes left for a worst case (one word
+// per state) take a branch-free renormalisation; the last ones are checked.
+// ---------------------------------------------------------------------------
+template <bool Small>
+struct Entry {
+  std::uint32_t idx, freq, bias;
+};
+
+template <bool Small>
+inline Entry<Small> entry(const DecTable& t, std::uint32_t slot) {
+  if constexpr (Small) {
+    const std::uint32_t e = t.packed[slot];
+    return {e & 0xFF, (e >> 8) & 0xFFF, e >> 20};
+  } else {
+    const std::uint64_t e = t.wide[slot];
+    return {static_cast<std::uint32_t>(e & 0xFFFF), static_cast<std::uint32_t>((e >> 16) & 0xFFFF),
+            static_cast<std::uint32_t>(e >> 32)};
+  }
+}
+
+template <class S, int W, bool Small>
+void decode_groups_scalar(std::uint32_t* x, const std::uint8_t*& p, const std::uint8_t* end,
+                          index_t g0, index_t m, const DecTable& t, S* out) {
+  const int sb = t.scale_bits;
+  const std::uint32_t mask = (1u << sb) - 1;
+  const std::int32_t lo = t.lo;
+  const index_t G = m / W;
+  index_t g = g0;
+  for (; g < G && end - p >= 2 * W; ++g) {  // unchecked: at most W words are read
+    for (int j = 0; j < W; ++j) {
+      std::uint32_t xj = x[j];
+      const std::uint32_t slot = xj & mask;
+      const Entry<Small> e = entry<Small>(t, slot);
+      out[g * W + j] = static_cast<S>(lo + static_cast<std::int32_t>(e.idx));
+      xj = e.freq * (xj >> sb) + e.bias;
+      const std::uint32_t w = load16(p);
+      const bool r = xj < kL;
+      x[j] = r ? (xj << 16) | w : xj;
+      p += r ? 2 : 0;
+    }
+  }
+  auto checked = [&](int j, index_t i) {
+    std::uint32_t xj = x[j];
+    const std::uint32_t slot = xj & mask;
+    const Entry<Small> e = entry<Small>(t, slot);
+    out[i] = static_cast<S>(lo + static_cast<std::int32_t>(e.idx));
+    xj = e.freq * (xj >> sb) + e.bias;
+    if (xj < kL) {
+      if (end - p < 2) bad("truncated chunk");
+      xj = (xj << 16) | load16(p);
+      p += 2;
+    }
+    x[j] = xj;
+  };
+  for (; g < G; ++g)
+    for (int j = 0; j < W; ++j) checked(j, g * W + j);
+  for (index_t j = 0; j < m % W; ++j) checked(static_cast<int>(j), G * W + j);
+}
+
+#if defined(QN_RANS_X86)
+#define QN_AVX512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,popcnt")))
+
+// Loads 16 symbols as 32-bit symbol indexes (value - lo, modulo the type's width).
+template <class S>
+QN_AVX512 inline __m512i load_index16(const S* s, __m512i lo, __m512i wmask) {
+  __m512i v;
+  if constexpr (sizeof(S) == 1)
+    v = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(s)));
+  else
+    v = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(s)));
+  return _mm512_and_si512(_mm512_sub_epi32(v, lo), wmask);
+}
+
+template <class S>
+QN_AVX512 inline void encode_vec(__m512i& x, __m512i idx, const std::uint32_t* info, int sb,
+                                 __m128i sh_max, __m128i sh_scale, std::uint8_t*& p) {
+  const __m512i e = _mm512_i32gather_epi32(idx, info, 4);
+  const __m512i f = _mm512_and_si512(e, _mm512_set1_epi32(0xFFFF));
+  const __m512i c = _mm512_srli_epi32(e, 16);
+  const __m512i xmax = _mm512_sll_epi32(f, sh_max);
+  const __mmask16 r = _mm512_cmpge_epu32_mask(x, xmax);
+  const int cnt = __builtin_popcount(static_cast<unsigned>(r));
+  const __m256i words = _mm512_cvtepi32_epi16(_mm512_maskz_compress_epi32(r, x));
+  p -= 2 * cnt;
+  _mm256_mask_storeu_epi16(p, static_cast<__mmask16>((1u << cnt) - 1), words);
+  x = _mm512_mask_srli_epi32(x, r, x, 16);
+  // q = x / f through float32 (|error| < 1 for x < f * 2^(32 - S), S >= 10),
+  // then one exact correction each way.
+  __m512i q = _mm512_cvttps_epu32(_mm512_div_ps(_mm512_cvtepu32_ps(x), _mm512_cvtepu32_ps(f)));
+  __m512i rem = _mm512_sub_epi32(x, _mm512_mullo_epi32(q, f));
+  const __m512i one = _mm512_set1_epi32(1);
+  const __mmask16 neg = _mm512_cmplt_epi32_mask(rem, _mm512_setzero_si512());
+  q = _mm512_mask_sub_epi32(q, neg, q, one);
+  rem = _mm512_mask_add_epi32(rem, neg, rem, f);
+  const __mmask16 big = _mm512_cmpge_epi32_mask(rem, f);
+  q = _mm512_mask_add_epi32(q, big, q, one);
+  rem = _mm512_mask_sub_epi32(rem, big, rem, f);
+  x = _mm512_add_epi32(_mm512_add_epi32(_mm512_sll_epi32(q, sh_scale), rem), c);
+  (void)sb;
+}
+
+template <class S>
+QN_AVX512 std::uint8_t* encode32_avx512(const S* sym, index_t m, const EncTable& t,
+                                        std::uint8_t* end) {
+  constexpr int W = 32;
+  const index_t G = m / W, tail = m % W;
+  std::uint32_t x[W];
+  for (int j = 0; j < W; ++j) x[j] = kL;
+  std::uint8_t* p = end;
+  const std::uint32_t* info = t.info.data();
+  const int sb = t.scale_bits;
+  const std::int32_t lo = t.lo;
+  // the partial group first (it is last in the stream), scalar
+  for (index_t j = tail; j-- > 0;) {
+    const std::uint32_t e = info[index_of(sym[G * W + j], lo)];
+    const std::uint32_t f = e & 0xFFFF, c = e >> 16;
+    std::uint32_t xj = x[j];
+    if (xj >= (f << (32 - sb))) {
+      p -= 2;
+      p[0] = static_cast<std::uint8_t>(xj);
+      p[1] = static_cast<std::uint8_t>(xj >> 8);
+      xj >>= 16;
+    }
+    x[j] = ((xj / f) << sb) + (xj % f) + c;
+  }
+  __m512i xa = _mm512_loadu_si512(x), xb = _mm512_loadu_si512(x + 16);
+  const __m512i vlo = _mm512_set1_epi32(lo);
+  const __m512i wmask = _mm512_set1_epi32(sizeof(S) == 1 ? 0xFF : 0xFFFF);
+  const __m128i sh_max = _mm_cvtsi32_si128(32 - sb), sh_scale = _mm_cvtsi32_si128(sb);
+  for (index_t g = G; g-- > 0;) {
+    const S* s = sym + g * W;
+    const __m512i ib = load_index16(s + 16, vlo, wmask);
+    const __m512i ia = load_index16(s, vlo, wmask);
+    encode_vec<S>(xb, ib, info, sb, sh_max, sh_scale, p);
+    encode_vec<S>(xa, ia, info, sb, sh_max, sh_scale, p);
+  }
+  _mm512_storeu_si512(x, xa);
+  _mm512_storeu_si512(x + 16, xb);
+  p -= 4 * W;
+  for (int j = 0; j < W; ++j) store32(p + 4 * j, x[j]);
+  return p;
+}
+
+template <class S>
+QN_AVX512 inline void store_symbols(S* out, __m512i sym) {
+  if constexpr (sizeof(S) == 1)
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out), _mm512_cvtepi32_epi8(sym));
+  else
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), _mm512_cvtepi32_epi16(sym));
+}
+
+template <class S, bool Small>
+QN_AVX512 inline void decode_vec(__m512i& x, const DecTable& t, __m512i vlo, __m128i sh,
+                                 __m512i mask, const std::uint8_t*& p, S* out) {
+  const __m512i slot = _mm512_and_si512(x, mask);
+  __m512i sym, fr, bias;
+  if constexpr (Small) {
+    const __m512i e = _mm512_i32gather_epi32(slot, t.packed.data(), 4);
+    sym = _mm512_and_si512(e, _mm512_set1_epi32(0xFF));
+    fr = _mm512_and_si512(_mm512_srli_epi32(e, 8), _mm512_set1_epi32(0xFFF));
+    bias = _mm512_srli_epi32(e, 20);
+  } else {  // two 8-lane 64-bit gathers
+    const long long* base = reinterpret_cast<const long long*>(t.wide.data());
+    const __m512i e0 = _mm512_i32gather_epi64(_mm512_castsi512_si256(slot), base, 8);
+    const __m512i e1 = _mm512_i32gather_epi64(_mm512_extracti64x4_epi64(slot, 1), base, 8);
+    const __m512i lo32 = _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi64_epi32(e0)),
+                                            _mm512_cvtepi64_epi32(e1), 1);
+    const __m512i hi32 =
+        _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi64_epi32(_mm512_srli_epi64(e0, 32))),
+                           _mm512_cvtepi64_epi32(_mm512_srli_epi64(e1, 32)), 1);
+    sym = _mm512_and_si512(lo32, _mm512_set1_epi32(0xFFFF));
+    fr = _mm512_srli_epi32(lo32, 16);
+    bias = hi32;
+  }
+  store_symbols(out, _mm512_add_epi32(sym, vlo));
+  x = _mm512_add_epi32(_mm512_mullo_epi32(fr, _mm512_srl_epi32(x, sh)), bias);
+  const __mmask16 r = _mm512_cmplt_epu32_mask(x, _mm512_set1_epi32(static_cast<int>(kL)));
+  const __m512i w = _mm512_maskz_expand_epi32(
+      r, _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))));
+  x = _mm512_mask_or_epi32(x, r, _mm512_slli_epi32(x, 16), w);
+  p += 2 * __builtin_popcount(static_cast<unsigned>(r));
+}
+
+/// Full groups while at least 64 bytes remain; returns the number done.
+template <class S, bool Small>
+QN_AVX512 index_t decode32_avx512(std::uint32_t* x, const std::uint8_t*& p,
+                                  const std::uint8_t* end, index_t G, const DecTable& t, S* out) {
+  __m512i xa = _mm512_loadu_si512(x), xb = _mm512_loadu_si512(x + 16);
+  const __m512i vlo = _mm512_set1_epi32(t.lo);
+  const __m128i sh = _mm_cvtsi32_si128(t.scale_bits);
+  const __m512i mask = _mm512_set1_epi32(static_cast<int>((1u << t.scale_bits) - 1));
+  index_t g = 0;
+  for (; g < G && end - p >= 64; ++g) {
+    decode_vec<S, Small>(xa, t, vlo, sh, mask, p, out + g * 32);
+    decode_vec<S, Small>(xb, t, vlo, sh, mask, p, out + g * 32 + 16);
+  }
+  _mm512_storeu_si512(x, xa);
+  _mm512_storeu_si512(x + 16, xb);
+  return g;
+}
+#endif  // QN_RANS_X86
+
+enum class Path { scalar, avx512 };
+
+Path path() {
+  static const Path p = [] {
+#if defined(QN_RANS_X86)
+    if (simd::selected_path() == "avx512f") return Path::avx512;
+#endif
+    return Path::scalar;
+  }();
+  return p;
+}
+
+template <class S, int W>
+void decode_chunk_w(const std::uint8_t* body, index_t len, index_t m, const DecTable& t, S* out) {
+  if (len < 4 * W) bad("chunk shorter than its states");
+  if ((len - 4 * W) % 2) bad("chunk of an odd number of payload bytes");
+  std::uint32_t x[W];
+  for (int j = 0; j < W; ++j) {
+    x[j] = load32(body + 4 * j);
+    if (x[j] < kL) bad("initial state below 2^16");
+  }
+  const std::uint8_t* p = body + 4 * W;
+  const std::uint8_t* end = body + len;
+  index_t g0 = 0;
+#if defined(QN_RANS_X86)
+  if constexpr (W == 32) {
+    if (path() == Path::avx512)
+      g0 = t.small ? decode32_avx512<S, true>(x, p, end, m / W, t, out)
+                   : decode32_avx512<S, false>(x, p, end, m / W, t, out);
+  }
+#endif
+  if (t.small)
+    decode_groups_scalar<S, W, true>(x, p, end, g0, m, t, out);
+  else
+    decode_groups_scalar<S, W, false>(x, p, end, g0, m, t, out);
+  if (p != end) bad("trailing bytes in a chunk");
+  for (int j = 0; j < W; ++j)
+    if (x[j] != kL) bad("final state mismatch (corrupted payload)");
+}
+
+}  // namespace
+
+template <class S>
+std::uint8_t* encode_chunk(const S* sym, index_t m, int ways, const EncTable& t, std::uint8_t* end) {
+  switch (ways) {
+    case 1: return encode_scalar<S, 1>(sym, m, t, end, nullptr, 0);
+    case 2: return encode_scalar<S, 2>(sym, m, t, end, nullptr, 0);
+    case 4: return encode_scalar<S, 4>(sym, m, t, end, nullptr, 0);
+    case 8: return encode_scalar<S, 8>(sym, m, t, end, nullptr, 0);
+    case 16: return encode_scalar<S, 16>(sym, m, t, end, nullptr, 0);
+    case 32:
+#if defined(QN_RANS_X86)
+      if (path() == Path::avx512) return encode32_avx512<S>(sym, m, t, end);
+#endif
+      return encode_scalar<S, 32>(sym, m, t, end, nullptr, 0);
+    default: throw std::invalid_argument("rANS: ways must be 1, 2, 4, 8, 16 or 32");
+  }
+}
+
+template <class S>
+void decode_chunk(const std::uint8_t* body, index_t len, index_t m, int ways, const DecTable& t,
+                  S* out) {
+  switch (ways) {
+    case 1: return decode_chunk_w<S, 1>(body, len, m, t, out);
+    case 2: return decode_chunk_w<S, 2>(body, len, m, t, out);
+    case 4: return decode_chunk_w<S, 4>(body, len, m, t, out);
+    case 8: return decode_chunk_w<S, 8>(body, len, m, t, out);
+    case 16: return decode_chunk_w<S, 16>(body, len, m, t, out);
+    case 32: return decode_chunk_w<S, 32>(body, len, m, t, out);
+    default: bad("bad number of ways");
+  }
+}
+
+template <class S>
+std::vector<std::uint64_t> histogram(const S* sym, index_t n, int nthreads) {
+  constexpr std::size_t bins = std::size_t(1) << (8 * sizeof(S));
+  constexpr std::int32_t smin = std::numeric_limits<S>::min();
+  std::vector<std::uint64_t> total(bins, 0);
+  std::mutex mu;
+  detail::parallel_for(n, nthreads, index_t(1) << 16, [&](index_t b, index_t e) {
+    std::vector<std::uint64_t> acc(bins, 0);
+    if constexpr (sizeof(S) == 1) {
+      // four sub-histograms: repeated symbols do not wait on one counter
+      std::vector<std::uint32_t> h(4 * bins);
+      for (index_t b0 = b; b0 < e; b0 += index_t(1) << 30) {
+        const index_t e0 = std::min(e, b0 + (index_t(1) << 30));
+        std::fill(h.begin(), h.end(), 0u);
+        index_t i = b0;
+        for (; i + 4 <= e0; i += 4) {
+          ++h[static_cast<std::size_t>(sym[i] - smin)];
+          ++h[bins + static_cast<std::size_t>(sym[i + 1] - smin)];
+          ++h[2 * bins + static_cast<std::size_t>(sym[i + 2] - smin)];
+          ++h[3 * bins + static_cast<std::size_t>(sym[i + 3] - smin)];
+        }
+        for (; i < e0; ++i) ++h[static_cast<std::size_t>(sym[i] - smin)];
+        for (std::size_t k = 0; k < bins; ++k)
+          acc[k] += std::uint64_t(h[k]) + h[bins + k] + h[2 * bins + k] + h[3 * bins + k];
+      }
+    } else {
+      for (index_t i = b; i < e; ++i) ++acc[static_cast<std::size_t>(sym[i] - smin)];
+    }
+    std::lock_guard<std::mutex> lock(mu);
+    for (std::size_t k = 0; k < bins; ++k) total[k] += acc[k];
+  });
+  return total;
+}
+
+const char* rans_kernel_path() { return path() == Path::avx512 ? "avx512f" : "scalar"; }
+
+#define QN_RANS_INST(S)                                                                        \
+  template std::uint8_t* encode_chunk<S>(const S*, index_t, int, const EncTable&, std::uint8_t*); \
+  template void decode_chunk<S>(const std::uint8_t*, index_t, index_t, int, const DecTable&, S*); \
+  template std::vector<std::uint64_t> histogram<S>(const S*, index_t, int);
+QN_RANS_INST(std::int8_t)
+QN_RANS_INST(std::int16_t)
+QN_RANS_INST(std::uint8_t)
+
+}  // namespace qn::rans_detail
