@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <queue>
 #include <string>
 
@@ -100,6 +101,30 @@ Chosen choose(const std::vector<std::uint64_t>& counts, index_t count, const Ran
   return c;
 }
 
+/// Bytes of a little-endian length field that holds values up to v.
+int length_bytes(index_t v) {
+  int n = 1;
+  while (n < 8 && (static_cast<std::uint64_t>(v) >> (8 * n)) != 0) ++n;
+  return n;
+}
+
+/// A per-thread scratch buffer of at least `size` bytes, kept between calls
+/// (up to 64 MiB) so that repeated encodes do not fault fresh pages in.
+std::uint8_t* scratch_buffer(index_t size) {
+  thread_local std::unique_ptr<std::uint8_t[]> buf;
+  thread_local index_t have = 0;
+  thread_local std::unique_ptr<std::uint8_t[]> big;  // a larger one, freed by the next call
+  big.reset();
+  if (size <= have) return buf.get();
+  if (size > (index_t(64) << 20)) {
+    big.reset(new std::uint8_t[static_cast<std::size_t>(size)]);
+    return big.get();
+  }
+  buf.reset(new std::uint8_t[static_cast<std::size_t>(size)]);
+  have = size;
+  return buf.get();
+}
+
 index_t chunk_count(index_t count, int log2c) {
   const index_t C = index_t(1) << log2c;
   return count / C + (count % C != 0);  // no count + C - 1: it could overflow
@@ -137,31 +162,57 @@ std::vector<std::uint8_t> encode_v2(const S* symbols, index_t count, const RansO
   }
   const index_t C = index_t(1) << ch.log2c;
   const index_t nchunks = chunk_count(count, ch.log2c);
-  std::vector<std::vector<std::uint8_t>> bodies(static_cast<std::size_t>(nchunks));
-  std::vector<index_t> starts(static_cast<std::size_t>(nchunks));
-  detail::parallel_for(nchunks, o.nthreads, 1, [&](index_t b, index_t e) {
-    for (index_t k = b; k < e; ++k) {
+  // at most one word per symbol: a body has at most 4W + 2C bytes (C <= 2^40)
+  const index_t cap = 4 * ch.ways + 2 * std::min(C, count);
+  const int lb = length_bytes(cap);
+  out.push_back(static_cast<std::uint8_t>(lb));
+  const std::size_t len_pos = out.size();
+  out.resize(len_pos + static_cast<std::size_t>(nchunks * lb));  // patched below
+  std::vector<index_t> lens(static_cast<std::size_t>(nchunks));
+  {  // reserve what the cross-entropy predicts (+1%): fresh pages are costly, copies more so
+    double bits = 0.0;
+    for (std::size_t i = 0; i < counts.size(); ++i)
+      if (counts[i]) bits += static_cast<double>(counts[i]) * (ch.sb - std::log2(static_cast<double>(freq[i])));
+    const double want = static_cast<double>(out.size()) + bits / 8.0 * 1.01 +
+                        static_cast<double>(nchunks) * (4.0 * ch.ways + 2.0) + 64.0;
+    out.reserve(static_cast<std::size_t>(std::min(want, static_cast<double>(out.size()) +
+                                                            static_cast<double>(nchunks) * static_cast<double>(cap))));
+  }
+  const int workers = static_cast<int>(std::min<index_t>(o.nthreads, nchunks));
+  if (workers == 1) {  // straight into the output, through one reused scratch buffer
+    std::uint8_t* scratch = scratch_buffer(cap);
+    for (index_t k = 0; k < nchunks; ++k) {
       const index_t i0 = k * C, m = std::min(C, count - i0);
-      // capacity 4W + 2m: at most one word per symbol (m < 2^47: no overflow)
-      auto& buf = bodies[static_cast<std::size_t>(k)];
-      buf.resize(static_cast<std::size_t>(4 * ch.ways + 2 * m));
-      std::uint8_t* end = buf.data() + buf.size();
-      std::uint8_t* start = encode_chunk(symbols + i0, m, ch.ways, t, end);
-      starts[static_cast<std::size_t>(k)] = start - buf.data();
+      std::uint8_t* end = scratch + cap;
+      const std::uint8_t* start = encode_chunk(symbols + i0, m, ch.ways, t, end);
+      lens[static_cast<std::size_t>(k)] = end - start;
+      out.insert(out.end(), start, static_cast<const std::uint8_t*>(end));
     }
-  });
-  std::size_t payload = 0;
-  for (index_t k = 0; k < nchunks; ++k) {
-    const auto len = bodies[static_cast<std::size_t>(k)].size() - static_cast<std::size_t>(starts[static_cast<std::size_t>(k)]);
-    put_varint(out, len);
-    payload += len;
+  } else {
+    std::vector<std::vector<std::uint8_t>> bodies(static_cast<std::size_t>(nchunks));
+    detail::parallel_for(nchunks, workers, 1, [&](index_t b, index_t e) {
+      std::uint8_t* scratch = scratch_buffer(cap);
+      for (index_t k = b; k < e; ++k) {
+        const index_t i0 = k * C, m = std::min(C, count - i0);
+        std::uint8_t* end = scratch + cap;
+        const std::uint8_t* start = encode_chunk(symbols + i0, m, ch.ways, t, end);
+        bodies[static_cast<std::size_t>(k)].assign(start, static_cast<const std::uint8_t*>(end));
+      }
+    });
+    std::size_t payload = 0;
+    for (auto& b : bodies) payload += b.size();
+    out.reserve(out.size() + payload);
+    for (index_t k = 0; k < nchunks; ++k) {
+      auto& b = bodies[static_cast<std::size_t>(k)];
+      lens[static_cast<std::size_t>(k)] = static_cast<index_t>(b.size());
+      out.insert(out.end(), b.begin(), b.end());
+      std::vector<std::uint8_t>().swap(b);
+    }
   }
-  out.reserve(out.size() + payload);
-  for (index_t k = 0; k < nchunks; ++k) {
-    auto& b = bodies[static_cast<std::size_t>(k)];
-    out.insert(out.end(), b.begin() + starts[k], b.end());
-    std::vector<std::uint8_t>().swap(b);
-  }
+  for (index_t k = 0; k < nchunks; ++k)
+    for (int i = 0; i < lb; ++i)
+      out[len_pos + static_cast<std::size_t>(k * lb + i)] =
+          static_cast<std::uint8_t>(static_cast<std::uint64_t>(lens[static_cast<std::size_t>(k)]) >> (8 * i));
   return out;
 }
 
@@ -246,14 +297,20 @@ void decode_v2(const std::uint8_t* data, index_t size, index_t count, S* out, in
     }
     cum += f;
   }
-  // chunk lengths: every chunk needs a length byte and 4W state bytes, so
-  // nchunks is checked against the bytes left before anything is sized by it
+  // chunk lengths: fixed width lb; every chunk needs lb length bytes and 4W
+  // state bytes, so nchunks is checked against the bytes left before
+  // anything is sized by it
+  const int lb = r.byte();
+  if (lb < 1 || lb > 8) bad("chunk length width out of range");
   const index_t nchunks = chunk_count(count, h.log2c);
-  if (nchunks > r.left() / (1 + 4 * h.ways)) bad("truncated chunk table");
+  if (nchunks > r.left() / (lb + 4 * h.ways)) bad("truncated chunk table");
   std::vector<index_t> offs(static_cast<std::size_t>(nchunks) + 1, 0);
   for (index_t k = 0; k < nchunks; ++k) {
-    const auto len = varint_in(r, static_cast<std::uint64_t>(4 * h.ways),
-                               static_cast<std::uint64_t>(std::numeric_limits<index_t>::max()), "chunk length");
+    std::uint64_t len = 0;
+    for (int i = 0; i < lb; ++i) len |= static_cast<std::uint64_t>(*r.p++) << (8 * i);
+    if (len < static_cast<std::uint64_t>(4 * h.ways) ||
+        len > static_cast<std::uint64_t>(std::numeric_limits<index_t>::max()))
+      bad("chunk length out of range");
     index_t next;
     if (__builtin_add_overflow(offs[k], static_cast<index_t>(len), &next)) bad("chunk lengths overflow");
     offs[k + 1] = next;
@@ -408,13 +465,13 @@ RansSizeEstimate rans_estimate_size(const std::vector<std::uint64_t>& counts, st
     if (counts[i])
       bits += static_cast<double>(counts[i]) * (ch.sb - std::log2(static_cast<double>(freq[i])));
   const index_t nchunks = chunk_count(static_cast<index_t>(total), ch.log2c);
+  const index_t C = index_t(1) << ch.log2c;
+  const int lb = length_bytes(4 * ch.ways + 2 * std::min(C, static_cast<index_t>(total)));
   est.nchunks = nchunks;
-  // per chunk: the words (its share of the bits, in 16-bit units, half a word
-  // lost on average), W flushed states, and its length varint
-  const double per_chunk_words = bits / 16.0 / static_cast<double>(nchunks);
-  const double body = 2.0 * per_chunk_words + 1.0 + 4.0 * ch.ways;
-  est.payload_bytes =
-      static_cast<double>(nchunks) * (body + static_cast<double>(varint_size(static_cast<std::uint64_t>(body))));
+  est.header_bytes += 1 + nchunks * lb;
+  // per chunk: its share of the bits in 16-bit words (half a word lost on
+  // average) and W flushed states
+  est.payload_bytes = bits / 8.0 + static_cast<double>(nchunks) * (1.0 + 4.0 * ch.ways);
   return est;
 }
 

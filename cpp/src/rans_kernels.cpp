@@ -13,6 +13,7 @@
 // AVX-512 encoder stores the upper vector's (states 16..31) words, compressed,
 // before the lower vector's, which gives the same order.
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 #include <mutex>
 
@@ -155,10 +156,29 @@ QN_AVX512 inline __m512i load_index16(const S* s, __m512i lo, __m512i wmask) {
   return _mm512_and_si512(_mm512_sub_epi32(v, lo), wmask);
 }
 
-template <class S>
-QN_AVX512 inline void encode_vec(__m512i& x, __m512i idx, const std::uint32_t* info, int sb,
-                                 __m128i sh_max, __m128i sh_scale, std::uint8_t*& p) {
-  const __m512i e = _mm512_i32gather_epi32(idx, info, 4);
+// Symbol info for 16 indexes: from NT registers of 16 entries (a tree of
+// two-register permutes and blends: on Zen 4 far cheaper than a gather), or,
+// NT = 0, a gather.
+template <int NT>
+QN_AVX512 inline __m512i lookup_info(__m512i idx, const std::uint32_t* info, const __m512i* tab) {
+  if constexpr (NT == 0) {
+    (void)tab;
+    return _mm512_i32gather_epi32(idx, info, 4);
+  } else {
+    (void)info;
+    __m512i r[NT / 2];
+    for (int k = 0; k < NT / 2; ++k) r[k] = _mm512_permutex2var_epi32(tab[2 * k], idx, tab[2 * k + 1]);
+    int n = NT / 2;
+    for (int bit = 5; n > 1; ++bit, n /= 2) {
+      const __mmask16 hi = _mm512_test_epi32_mask(idx, _mm512_set1_epi32(1 << bit));
+      for (int k = 0; k < n / 2; ++k) r[k] = _mm512_mask_blend_epi32(hi, r[2 * k], r[2 * k + 1]);
+    }
+    return r[0];
+  }
+}
+
+QN_AVX512 inline void encode_vec(__m512i& x, __m512i e, __m128i sh_max, __m128i sh_scale,
+                                 std::uint8_t*& p) {
   const __m512i f = _mm512_and_si512(e, _mm512_set1_epi32(0xFFFF));
   const __m512i c = _mm512_srli_epi32(e, 16);
   const __m512i xmax = _mm512_sll_epi32(f, sh_max);
@@ -168,9 +188,12 @@ QN_AVX512 inline void encode_vec(__m512i& x, __m512i idx, const std::uint32_t* i
   p -= 2 * cnt;
   _mm256_mask_storeu_epi16(p, static_cast<__mmask16>((1u << cnt) - 1), words);
   x = _mm512_mask_srli_epi32(x, r, x, 16);
-  // q = x / f through float32 (|error| < 1 for x < f * 2^(32 - S), S >= 10),
+  // q = x / f through a float32 reciprocal (|error| < 1 for x < f * 2^(32 - S), S >= 10),
   // then one exact correction each way.
-  __m512i q = _mm512_cvttps_epu32(_mm512_div_ps(_mm512_cvtepu32_ps(x), _mm512_cvtepu32_ps(f)));
+  const __m512 ff = _mm512_cvtepu32_ps(f);
+  __m512 rc = _mm512_rcp14_ps(ff);  // 14 bits; one Newton step gives ~28
+  rc = _mm512_mul_ps(rc, _mm512_fnmadd_ps(ff, rc, _mm512_set1_ps(2.0f)));
+  __m512i q = _mm512_cvttps_epu32(_mm512_mul_ps(_mm512_cvtepu32_ps(x), rc));
   __m512i rem = _mm512_sub_epi32(x, _mm512_mullo_epi32(q, f));
   const __m512i one = _mm512_set1_epi32(1);
   const __mmask16 neg = _mm512_cmplt_epi32_mask(rem, _mm512_setzero_si512());
@@ -180,10 +203,9 @@ QN_AVX512 inline void encode_vec(__m512i& x, __m512i idx, const std::uint32_t* i
   q = _mm512_mask_add_epi32(q, big, q, one);
   rem = _mm512_mask_sub_epi32(rem, big, rem, f);
   x = _mm512_add_epi32(_mm512_add_epi32(_mm512_sll_epi32(q, sh_scale), rem), c);
-  (void)sb;
 }
 
-template <class S>
+template <class S, int NT>
 QN_AVX512 std::uint8_t* encode32_avx512(const S* sym, index_t m, const EncTable& t,
                                         std::uint8_t* end) {
   constexpr int W = 32;
@@ -208,15 +230,21 @@ QN_AVX512 std::uint8_t* encode32_avx512(const S* sym, index_t m, const EncTable&
     x[j] = ((xj / f) << sb) + (xj % f) + c;
   }
   __m512i xa = _mm512_loadu_si512(x), xb = _mm512_loadu_si512(x + 16);
+  __m512i tab[NT > 0 ? NT : 1];
+  if constexpr (NT > 0) {
+    std::uint32_t small[16 * NT] = {};
+    std::copy(t.info.begin(), t.info.end(), small);
+    for (int k = 0; k < NT; ++k) tab[k] = _mm512_loadu_si512(small + 16 * k);
+  }
   const __m512i vlo = _mm512_set1_epi32(lo);
   const __m512i wmask = _mm512_set1_epi32(sizeof(S) == 1 ? 0xFF : 0xFFFF);
   const __m128i sh_max = _mm_cvtsi32_si128(32 - sb), sh_scale = _mm_cvtsi32_si128(sb);
   for (index_t g = G; g-- > 0;) {
     const S* s = sym + g * W;
-    const __m512i ib = load_index16(s + 16, vlo, wmask);
-    const __m512i ia = load_index16(s, vlo, wmask);
-    encode_vec<S>(xb, ib, info, sb, sh_max, sh_scale, p);
-    encode_vec<S>(xa, ia, info, sb, sh_max, sh_scale, p);
+    const __m512i eb = lookup_info<NT>(load_index16(s + 16, vlo, wmask), info, tab);
+    const __m512i ea = lookup_info<NT>(load_index16(s, vlo, wmask), info, tab);
+    encode_vec(xb, eb, sh_max, sh_scale, p);
+    encode_vec(xa, ea, sh_max, sh_scale, p);
   }
   _mm512_storeu_si512(x, xa);
   _mm512_storeu_si512(x + 16, xb);
@@ -336,7 +364,15 @@ std::uint8_t* encode_chunk(const S* sym, index_t m, int ways, const EncTable& t,
     case 16: return encode_scalar<S, 16>(sym, m, t, end, nullptr, 0);
     case 32:
 #if defined(QN_RANS_X86)
-      if (path() == Path::avx512) return encode32_avx512<S>(sym, m, t, end);
+      if (path() == Path::avx512)
+      {
+        const std::size_t span = t.info.size();
+        if (span <= 32) return encode32_avx512<S, 2>(sym, m, t, end);
+        if (span <= 64) return encode32_avx512<S, 4>(sym, m, t, end);
+        if (span <= 128) return encode32_avx512<S, 8>(sym, m, t, end);
+        if (span <= 256) return encode32_avx512<S, 16>(sym, m, t, end);
+        return encode32_avx512<S, 0>(sym, m, t, end);
+      }
 #endif
       return encode_scalar<S, 32>(sym, m, t, end, nullptr, 0);
     default: throw std::invalid_argument("rANS: ways must be 1, 2, 4, 8, 16 or 32");

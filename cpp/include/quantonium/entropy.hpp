@@ -24,9 +24,13 @@
 //     if nsym == 1:          nothing more: every symbol is lo.
 //     else:
 //       freq[nsym]           varints in [1, M - 1], summing to M
-//       len[nchunks]         varints: byte length of each chunk body,
-//                            nchunks = ceil(count / C); they sum to exactly
-//                            the bytes that follow
+//       u8 lb                1..8: width of the chunk lengths
+//       len[nchunks]         lb-byte little-endian byte length of each chunk
+//                            body, nchunks = ceil(count / C); each >= 4W, and
+//                            they sum to exactly the bytes that follow
+//                            (fixed width, so the encoder writes them after
+//                            the bodies; it uses the fewest bytes that hold
+//                            4W + 2 min(C, count), the largest body possible)
 //       chunk bodies         chunk k codes symbols [k*C, min((k+1)*C, count))
 // A chunk body: W final states (u32 little-endian, state j first), then the
 // renormalisation words (u16 little-endian), read front to back. Symbol i of
@@ -124,9 +128,10 @@ int rans_stream_format(const std::uint8_t* data, index_t size);
 /// What a format-2 stream with these symbol counts (over the span, from
 /// `min_symbol`) costs, without coding it.
 struct RansSizeEstimate {
-  index_t header_bytes = 0;     ///< exact: everything before the chunk length list
-  double payload_bytes = 0.0;   ///< chunk lengths + bodies, from the cross-entropy of the
-                                ///< normalised frequencies (+ flush states, words rounding)
+  index_t header_bytes = 0;     ///< exact: everything but the chunk bodies
+  double payload_bytes = 0.0;   ///< chunk bodies: the cross-entropy of the counts under
+                                ///< the normalised frequencies, + flushed states and
+                                ///< half a word per chunk
   int scale_bits = 0;
   int ways = 0;
   index_t nchunks = 0;
