@@ -74,6 +74,19 @@ py::array rans_decode(const py::object& data, qn::index_t count, const std::stri
   if (count < 0) throw py::value_error(std::string(fname) + ": count must be >= 0");
   check_threads(nthreads, fname);
   const ByteView b = byte_view(data, fname);
+  if (dtype != "int8" && dtype != "int16" && dtype != "uint8")
+    throw py::value_error(std::string(fname) + ": dtype must be 'int8', 'int16' or 'uint8'");
+  // the stream's count, table and chunk lengths are checked against the
+  // caller's count before the output is allocated
+  {
+    py::gil_scoped_release release;
+    if (dtype == "int8")
+      qn::rans_check_stream<std::int8_t>(b.ptr(), b.size(), count);
+    else if (dtype == "int16")
+      qn::rans_check_stream<std::int16_t>(b.ptr(), b.size(), count);
+    else
+      qn::rans_check_stream<std::uint8_t>(b.ptr(), b.size(), count);
+  }
   py::array out;
   if (dtype == "int8")
     out = py::array(py::dtype::of<std::int8_t>(), std::vector<py::ssize_t>{count});

@@ -61,8 +61,7 @@ std::vector<std::pair<std::uint32_t, std::uint32_t>> runs_of(const std::vector<s
 void put_table(std::vector<std::uint8_t>& out, std::int64_t lo, int sb, int log2w, int log2c,
                const std::vector<std::uint64_t>& counts, const std::vector<std::uint32_t>& freq) {
   put_varint(out, zigzag(lo));
-  out.push_back(static_cast<std::uint8_t>(sb));
-  out.push_back(static_cast<std::uint8_t>(log2w));
+  out.push_back(static_cast<std::uint8_t>((sb - kMinScale) | log2w << 3));
   out.push_back(static_cast<std::uint8_t>(log2c));
   const auto runs = runs_of(counts);
   put_varint(out, runs.size());
@@ -165,9 +164,8 @@ std::vector<std::uint8_t> encode_v2(const S* symbols, index_t count, const RansO
   // at most one word per symbol: a body has at most 4W + 2C bytes (C <= 2^40)
   const index_t cap = 4 * ch.ways + 2 * std::min(C, count);
   const int lb = length_bytes(cap);
-  out.push_back(static_cast<std::uint8_t>(lb));
   const std::size_t len_pos = out.size();
-  out.resize(len_pos + static_cast<std::size_t>(nchunks * lb));  // patched below
+  out.resize(len_pos + static_cast<std::size_t>((nchunks - 1) * lb));  // patched below
   std::vector<index_t> lens(static_cast<std::size_t>(nchunks));
   {  // reserve what the cross-entropy predicts (+1%): fresh pages are costly, copies more so
     double bits = 0.0;
@@ -209,7 +207,7 @@ std::vector<std::uint8_t> encode_v2(const S* symbols, index_t count, const RansO
       std::vector<std::uint8_t>().swap(b);
     }
   }
-  for (index_t k = 0; k < nchunks; ++k)
+  for (index_t k = 0; k + 1 < nchunks; ++k)  // the last chunk's length is implied
     for (int i = 0; i < lb; ++i)
       out[len_pos + static_cast<std::size_t>(k * lb + i)] =
           static_cast<std::uint8_t>(static_cast<std::uint64_t>(lens[static_cast<std::size_t>(k)]) >> (8 * i));
@@ -227,9 +225,10 @@ struct Header2 {
 Header2 read_table(Reader& r) {
   Header2 h;
   h.lo = unzigzag(r.varint());
-  h.sb = r.byte();
-  if (h.sb < kMinScale || h.sb > kMaxScale) bad("scale bits out of range");
-  const int lw = r.byte();
+  const int shape = r.byte();
+  h.sb = kMinScale + (shape & 7);
+  const int lw = shape >> 3;
+  if (h.sb > kMaxScale) bad("scale bits out of range");
   if (lw > 5) bad("number of ways out of range");
   h.ways = 1 << lw;
   h.log2c = r.byte();
@@ -250,34 +249,79 @@ Header2 read_table(Reader& r) {
   return h;
 }
 
-template <class S>
-void decode_v2(const std::uint8_t* data, index_t size, index_t count, S* out, int nthreads) {
+/// Everything of a format-2 stream but its chunk bodies, validated.
+struct Parsed2 {
+  Header2 h;
+  std::vector<std::uint32_t> freq;  // per present symbol
+  std::vector<index_t> offs;        // chunk k's body: [base + offs[k], base + offs[k+1])
+  const std::uint8_t* base = nullptr;
+  bool empty = false;
+};
+
+Parsed2 parse_v2(const std::uint8_t* data, index_t size, index_t count, std::int64_t tmin,
+                 std::int64_t tmax) {
+  Parsed2 p;
   Reader r{data + 3, data + size};
   const auto n = r.varint();
   if (n != static_cast<std::uint64_t>(count))
     bad("holds " + std::to_string(n) + " symbols, expected " + std::to_string(count));
   if (count == 0) {
     if (r.p != r.end) bad("trailing bytes");
-    return;
+    p.empty = true;
+    return p;
   }
-  const Header2 h = read_table(r);
+  p.h = read_table(r);
+  const Header2& h = p.h;
   // lo is bounded on both sides before lo + span - 1 is formed (|lo| <= 2^16 then)
-  if (h.lo < std::numeric_limits<S>::min() || h.lo > std::numeric_limits<S>::max() ||
-      h.lo + h.span - 1 > std::numeric_limits<S>::max())
+  if (h.lo < tmin || h.lo > tmax || h.lo + h.span - 1 > tmax)
     bad("symbols outside the output type's range");
   if (h.nsym == 1) {
     if (r.p != r.end) bad("trailing bytes");
-    std::fill(out, out + count, static_cast<S>(h.lo));
-    return;
+    return p;
   }
   const std::uint32_t M = 1u << h.sb;
-  std::vector<std::uint32_t> freq(static_cast<std::size_t>(h.nsym));
+  p.freq.resize(static_cast<std::size_t>(h.nsym));
   std::uint64_t total = 0;
-  for (auto& f : freq) {
+  for (auto& f : p.freq) {
     f = static_cast<std::uint32_t>(varint_in(r, 1, M - 1, "frequency"));
     total += f;  // <= 2^16 * 2^16
   }
   if (total != M) bad("frequencies do not sum to 2^scale_bits");
+  // chunk lengths: nchunks - 1 of them (the last body is the rest), lb bytes
+  // each, lb derived from the largest body possible. Every chunk needs 4W
+  // state bytes, and all but the last lb length bytes, so nchunks is checked
+  // against the bytes left before anything is sized by it.
+  const index_t C = index_t(1) << h.log2c;
+  const int lb = length_bytes(4 * h.ways + 2 * std::min(C, count));
+  const index_t nchunks = chunk_count(count, h.log2c);
+  if (r.left() < 4 * h.ways || nchunks - 1 > r.left() / (lb + 4 * h.ways)) bad("truncated chunk table");
+  p.offs.assign(static_cast<std::size_t>(nchunks) + 1, 0);
+  for (index_t k = 0; k + 1 < nchunks; ++k) {
+    std::uint64_t len = 0;
+    for (int i = 0; i < lb; ++i) len |= static_cast<std::uint64_t>(*r.p++) << (8 * i);
+    if (len < static_cast<std::uint64_t>(4 * h.ways)) bad("chunk length out of range");
+    index_t next;  // len < 2^64 / 2^8 ... but a sum of many can still overflow
+    if (len > static_cast<std::uint64_t>(std::numeric_limits<index_t>::max()) ||
+        __builtin_add_overflow(p.offs[k], static_cast<index_t>(len), &next))
+      bad("chunk lengths overflow");
+    p.offs[k + 1] = next;
+  }
+  if (r.left() < 4 * h.ways || p.offs[nchunks - 1] > r.left() - 4 * h.ways) bad("truncated payload");
+  p.offs[nchunks] = r.left();
+  p.base = r.p;
+  return p;
+}
+
+template <class S>
+void decode_v2(const std::uint8_t* data, index_t size, index_t count, S* out, int nthreads) {
+  const Parsed2 p = parse_v2(data, size, count, std::numeric_limits<S>::min(), std::numeric_limits<S>::max());
+  if (p.empty) return;
+  const Header2& h = p.h;
+  if (h.nsym == 1) {
+    std::fill(out, out + count, static_cast<S>(h.lo));
+    return;
+  }
+  const std::uint32_t M = 1u << h.sb;
   DecTable t;
   t.scale_bits = h.sb;
   t.lo = static_cast<std::int32_t>(h.lo);
@@ -288,7 +332,7 @@ void decode_v2(const std::uint8_t* data, index_t size, index_t count, S* out, in
     t.wide.resize(M);
   std::uint32_t cum = 0;
   for (index_t s = 0; s < h.nsym; ++s) {
-    const std::uint32_t idx = h.present[static_cast<std::size_t>(s)], f = freq[static_cast<std::size_t>(s)];
+    const std::uint32_t idx = h.present[static_cast<std::size_t>(s)], f = p.freq[static_cast<std::size_t>(s)];
     for (std::uint32_t k = 0; k < f; ++k) {
       if (t.small)
         t.packed[cum + k] = idx | f << 8 | k << 20;
@@ -297,32 +341,12 @@ void decode_v2(const std::uint8_t* data, index_t size, index_t count, S* out, in
     }
     cum += f;
   }
-  // chunk lengths: fixed width lb; every chunk needs lb length bytes and 4W
-  // state bytes, so nchunks is checked against the bytes left before
-  // anything is sized by it
-  const int lb = r.byte();
-  if (lb < 1 || lb > 8) bad("chunk length width out of range");
-  const index_t nchunks = chunk_count(count, h.log2c);
-  if (nchunks > r.left() / (lb + 4 * h.ways)) bad("truncated chunk table");
-  std::vector<index_t> offs(static_cast<std::size_t>(nchunks) + 1, 0);
-  for (index_t k = 0; k < nchunks; ++k) {
-    std::uint64_t len = 0;
-    for (int i = 0; i < lb; ++i) len |= static_cast<std::uint64_t>(*r.p++) << (8 * i);
-    if (len < static_cast<std::uint64_t>(4 * h.ways) ||
-        len > static_cast<std::uint64_t>(std::numeric_limits<index_t>::max()))
-      bad("chunk length out of range");
-    index_t next;
-    if (__builtin_add_overflow(offs[k], static_cast<index_t>(len), &next)) bad("chunk lengths overflow");
-    offs[k + 1] = next;
-  }
-  if (offs[nchunks] != r.left())
-    bad(offs[nchunks] > r.left() ? "truncated payload" : "trailing bytes");
-  const std::uint8_t* base = r.p;
   const index_t C = index_t(1) << h.log2c;
+  const index_t nchunks = static_cast<index_t>(p.offs.size()) - 1;
   detail::parallel_for(nchunks, nthreads, 1, [&](index_t b, index_t e) {
     for (index_t k = b; k < e; ++k) {
       const index_t i0 = k * C, m = std::min(C, count - i0);
-      decode_chunk(base + offs[k], offs[k + 1] - offs[k], m, h.ways, t, out + i0);
+      decode_chunk(p.base + p.offs[k], p.offs[k + 1] - p.offs[k], m, h.ways, t, out + i0);
     }
   });
 }
@@ -422,6 +446,17 @@ void rans_decode(const std::uint8_t* data, index_t size, index_t count, S* out) 
   rans_decode(data, size, count, out, 1);
 }
 
+template <class S>
+void rans_check_stream(const std::uint8_t* data, index_t size, index_t count) {
+  if (count < 0) throw std::invalid_argument("rANS: count must be >= 0");
+  if (rans_stream_format(data, size) == 2) {
+    parse_v2(data, size, count, std::numeric_limits<S>::min(), std::numeric_limits<S>::max());
+    return;
+  }
+  const index_t n = rans_stream_count(data, size);
+  if (n != count) bad("holds " + std::to_string(n) + " symbols, expected " + std::to_string(count));
+}
+
 int rans_stream_format(const std::uint8_t* data, index_t size) {
   if (!is_v2(data, size)) return 1;
   check_v2_magic(data, size);
@@ -468,7 +503,7 @@ RansSizeEstimate rans_estimate_size(const std::vector<std::uint64_t>& counts, st
   const index_t C = index_t(1) << ch.log2c;
   const int lb = length_bytes(4 * ch.ways + 2 * std::min(C, static_cast<index_t>(total)));
   est.nchunks = nchunks;
-  est.header_bytes += 1 + nchunks * lb;
+  est.header_bytes += (nchunks - 1) * lb;
   // per chunk: its share of the bits in 16-bit words (half a word lost on
   // average) and W flushed states
   est.payload_bytes = bits / 8.0 + static_cast<double>(nchunks) * (1.0 + 4.0 * ch.ways);
@@ -479,7 +514,8 @@ RansSizeEstimate rans_estimate_size(const std::vector<std::uint64_t>& counts, st
   template std::vector<std::uint8_t> rans_encode<S>(const S*, index_t);                                 \
   template std::vector<std::uint8_t> rans_encode<S>(const S*, index_t, const RansOptions&);             \
   template void rans_decode<S>(const std::uint8_t*, index_t, index_t, S*);                              \
-  template void rans_decode<S>(const std::uint8_t*, index_t, index_t, S*, int);
+  template void rans_decode<S>(const std::uint8_t*, index_t, index_t, S*, int);                          \
+  template void rans_check_stream<S>(const std::uint8_t*, index_t, index_t);
 QN_RANS_API(std::int8_t)
 QN_RANS_API(std::int16_t)
 QN_RANS_API(std::uint8_t)

@@ -327,7 +327,7 @@ Path path() {
 template <class S, int W>
 void decode_chunk_w(const std::uint8_t* body, index_t len, index_t m, const DecTable& t, S* out) {
   if (len < 4 * W) bad("chunk shorter than its states");
-  if ((len - 4 * W) % 2) bad("chunk of an odd number of payload bytes");
+  if ((len - 4 * W) % 2) bad("odd number of payload bytes in a chunk (truncated, or trailing bytes)");
   std::uint32_t x[W];
   for (int j = 0; j < W; ++j) {
     x[j] = load32(body + 4 * j);

@@ -11,8 +11,9 @@
 //   count                    varint: number of symbols
 //   if count > 0:
 //     zigzag(min_symbol)     varint (lo)
-//     u8 scale_bits S        10..16; M = 2^S; frequencies sum to M
-//     u8 log2_ways           0..5; W = 2^log2_ways interleaved states
+//     u8 shape               (S - 10) | log2_ways << 3: scale bits S in 10..16
+//                            (M = 2^S; frequencies sum to M), W = 2^log2_ways
+//                            interleaved states, log2_ways in 0..5
 //     u8 log2_chunk          10..40; chunks of C = 2^log2_chunk symbols
 //     nruns                  varint >= 1: runs of present symbols, by index
 //                            (index = symbol - lo, 0 .. span-1)
@@ -24,13 +25,13 @@
 //     if nsym == 1:          nothing more: every symbol is lo.
 //     else:
 //       freq[nsym]           varints in [1, M - 1], summing to M
-//       u8 lb                1..8: width of the chunk lengths
-//       len[nchunks]         lb-byte little-endian byte length of each chunk
-//                            body, nchunks = ceil(count / C); each >= 4W, and
-//                            they sum to exactly the bytes that follow
+//       len[nchunks - 1]     little-endian byte length of each chunk body but
+//                            the last (which is the rest of the stream),
+//                            nchunks = ceil(count / C), each >= 4W, lb bytes
+//                            each: lb = the fewest bytes that hold
+//                            4W + 2 min(C, count), the largest body possible
 //                            (fixed width, so the encoder writes them after
-//                            the bodies; it uses the fewest bytes that hold
-//                            4W + 2 min(C, count), the largest body possible)
+//                            the bodies)
 //       chunk bodies         chunk k codes symbols [k*C, min((k+1)*C, count))
 // A chunk body: W final states (u32 little-endian, state j first), then the
 // renormalisation words (u16 little-endian), read front to back. Symbol i of
@@ -118,6 +119,12 @@ void rans_decode(const std::uint8_t* data, index_t size, index_t count, S* out);
 
 template <class S>
 void rans_decode(const std::uint8_t* data, index_t size, index_t count, S* out, int nthreads);
+
+/// Checks everything of a stream but its payload (format 2: count, table,
+/// chunk lengths; format 1: count) for `count` symbols of S, allocating
+/// nothing sized by the stream: call it before allocating the output.
+template <class S>
+void rans_check_stream(const std::uint8_t* data, index_t size, index_t count);
 
 /// Number of symbols a stream says it holds (either format; reads the header only).
 index_t rans_stream_count(const std::uint8_t* data, index_t size);

@@ -7,8 +7,9 @@ that the total *weighted* squared error is the smallest the budget allows:
 1. For each tensor and candidate codec (``direct``, ``rft-dense``), the
    coefficients to quantise are computed once (weights times the sensitivity
    scales, then the transform), and a ladder of steps (1/8 octave apart) is
-   measured: rate = the order-0 entropy of the symbols plus the payload's
-   header, table and scale bytes; distortion = the squared error of the
+   measured: rate = the rANS stream's size predicted from the symbol counts
+   (``quantonium_native.rans_stream_size``: exact table, payload from the
+   normalised frequencies) plus the payload's header and scale bytes; distortion = the squared error of the
    scaled coefficients, which is the sensitivity-weighted squared error of
    the weights (``quantonium.calibration``), or the plain squared error
    without calibration.
@@ -39,6 +40,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
+
+import quantonium_native as qn
 
 from ..metrics import snr_db
 from . import Encoded
@@ -75,10 +78,11 @@ def _coder(codec: str, row, col):
     return {"direct": Direct, "rft-dense": RftDense}[codec](row_scale=row, col_scale=col)
 
 
-def _table_bits(span: np.ndarray, n: int) -> float:
-    """Bits of the rANS frequency table: one varint per symbol of the span (16-bit frequencies)."""
-    f = np.where(span > 0, np.maximum(1, np.rint(span * (65536.0 / n))), 0)
-    return 8.0 * (float(np.sum(1 + (f >= 128) + (f >= 16384))) + 12)
+def _stream_bits(span: np.ndarray, lo: int) -> float:
+    """Bits of the rANS stream of these symbol counts: its header and table exactly, its
+    payload from the cross-entropy of the coder's normalised frequencies (``rans_stream_size``)."""
+    header, payload = qn.rans_stream_size(span.astype(np.int64), min_symbol=lo)
+    return 8.0 * (header + payload)
 
 
 def measure_curve(a: np.ndarray, codecs=("direct",), row=None, col=None, *, nthreads: int = 1) -> list[Point]:
@@ -102,7 +106,7 @@ def measure_curve(a: np.ndarray, codecs=("direct",), row=None, col=None, *, nthr
             span = np.bincount((qi - qi.min()).ravel())
             counts = span[span > 0]
             h = float(-(counts * np.log2(counts / c.size)).sum())
-            bits = h + _table_bits(span, c.size) + _HEADER_BITS + scale_bits
+            bits = _stream_bits(span, int(qi.min())) + _HEADER_BITS + scale_bits
             pts.append(Point(codec, step, bits, dist))
             if h / c.size > MAX_RATE:
                 break
