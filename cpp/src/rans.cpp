@@ -154,9 +154,11 @@ std::vector<std::uint8_t> encode_v2(const S* symbols, index_t count, const RansO
   t.scale_bits = ch.sb;
   t.lo = static_cast<std::int32_t>(lo);
   t.info.assign(counts.size(), 0);
+  t.rcp.assign(counts.size(), 0.0);
   std::uint32_t cum = 0;
   for (std::size_t i = 0; i < counts.size(); ++i) {
     t.info[i] = freq[i] | cum << 16;
+    if (freq[i]) t.rcp[i] = 1.0 / freq[i];
     cum += freq[i];
   }
   const index_t C = index_t(1) << ch.log2c;

@@ -21,6 +21,7 @@ inline constexpr std::uint32_t kL = 1u << 16;  ///< format 2: states live in [2^
 /// so every freq is < 2^16.
 struct EncTable {
   std::vector<std::uint32_t> info;
+  std::vector<double> rcp;  ///< 1 / freq per symbol index (0 for absent symbols)
   int scale_bits = 0;
   std::int32_t lo = 0;
 };

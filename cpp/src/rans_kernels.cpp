@@ -60,17 +60,24 @@ std::uint8_t* encode_scalar(const S* sym, index_t m, const EncTable& t, std::uin
   const std::uint32_t* info = t.info.data();
   const int sb = t.scale_bits;
   const std::int32_t lo = t.lo;
+  const double* rcp = t.rcp.data();
   auto step = [&](int j, index_t i) {
-    const std::uint32_t e = info[index_of(sym[i], lo)];
+    const std::uint32_t k = index_of(sym[i], lo);
+    const std::uint32_t e = info[k];
     const std::uint32_t f = e & 0xFFFF, c = e >> 16;
     std::uint32_t xj = x[j];
-    if (xj >= (f << (32 - sb))) {
-      p -= 2;
-      p[0] = static_cast<std::uint8_t>(xj);
-      p[1] = static_cast<std::uint8_t>(xj >> 8);
-      xj >>= 16;
-    }
-    x[j] = ((xj / f) << sb) + (xj % f) + c;
+    // branch-free renormalisation: the word is always written below p (a
+    // slot that later words or the states overwrite when it is not emitted)
+    const bool r = xj >= (f << (32 - sb));
+    p[-2] = static_cast<std::uint8_t>(xj);
+    p[-1] = static_cast<std::uint8_t>(xj >> 8);
+    p -= r ? 2 : 0;
+    xj = r ? xj >> 16 : xj;
+    // q = floor(x / f) = floor(x * fl(1/f) + 2^-19), exact: x < 2^32, the
+    // product's error is below 2^-20 (x / f < 2^31 for f >= 2; f = 1 is exact)
+    // and a non-integer x / f is at least 2^-16 below the next integer
+    const std::uint32_t q = static_cast<std::uint32_t>(static_cast<double>(xj) * rcp[k] + 0x1p-19);
+    x[j] = (q << sb) + (xj - q * f) + c;
   };
   const index_t G = m / W, tail = m % W;
   (void)groups_done_by_simd;
@@ -104,30 +111,36 @@ inline Entry<Small> entry(const DecTable& t, std::uint32_t slot) {
 }
 
 template <class S, int W, bool Small>
-void decode_groups_scalar(std::uint32_t* x, const std::uint8_t*& p, const std::uint8_t* end,
+void decode_groups_scalar(std::uint32_t* x_io, const std::uint8_t*& p_io, const std::uint8_t* end,
                           index_t g0, index_t m, const DecTable& t, S* out) {
+  // states and the read pointer in locals: stores of byte symbols may alias
+  // anything whose address escaped, which would send them through memory
+  std::uint32_t x[W];
+  for (int j = 0; j < W; ++j) x[j] = x_io[j];
+  const std::uint8_t* p = p_io;
   const int sb = t.scale_bits;
   const std::uint32_t mask = (1u << sb) - 1;
   const std::int32_t lo = t.lo;
   const index_t G = m / W;
   index_t g = g0;
   for (; g < G && end - p >= 2 * W; ++g) {  // unchecked: at most W words are read
+    S* o = out + g * W;
+    // symbols first (independent states), then the renormalisations in order
     for (int j = 0; j < W; ++j) {
-      std::uint32_t xj = x[j];
-      const std::uint32_t slot = xj & mask;
-      const Entry<Small> e = entry<Small>(t, slot);
-      out[g * W + j] = static_cast<S>(lo + static_cast<std::int32_t>(e.idx));
-      xj = e.freq * (xj >> sb) + e.bias;
+      const Entry<Small> e = entry<Small>(t, x[j] & mask);
+      o[j] = static_cast<S>(lo + static_cast<std::int32_t>(e.idx));
+      x[j] = e.freq * (x[j] >> sb) + e.bias;
+    }
+    for (int j = 0; j < W; ++j) {
       const std::uint32_t w = load16(p);
-      const bool r = xj < kL;
-      x[j] = r ? (xj << 16) | w : xj;
+      const bool r = x[j] < kL;
+      x[j] = r ? (x[j] << 16) | w : x[j];
       p += r ? 2 : 0;
     }
   }
   auto checked = [&](int j, index_t i) {
     std::uint32_t xj = x[j];
-    const std::uint32_t slot = xj & mask;
-    const Entry<Small> e = entry<Small>(t, slot);
+    const Entry<Small> e = entry<Small>(t, xj & mask);
     out[i] = static_cast<S>(lo + static_cast<std::int32_t>(e.idx));
     xj = e.freq * (xj >> sb) + e.bias;
     if (xj < kL) {
@@ -140,6 +153,8 @@ void decode_groups_scalar(std::uint32_t* x, const std::uint8_t*& p, const std::u
   for (; g < G; ++g)
     for (int j = 0; j < W; ++j) checked(j, g * W + j);
   for (index_t j = 0; j < m % W; ++j) checked(static_cast<int>(j), G * W + j);
+  for (int j = 0; j < W; ++j) x_io[j] = x[j];
+  p_io = p;
 }
 
 #if defined(QN_RANS_X86)
