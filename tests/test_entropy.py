@@ -141,7 +141,8 @@ def test_threads_identical_on_large_streams(rng, dtype, scale):
 
 
 def test_scalar_and_simd_paths_write_the_same_bytes(tmp_path, rng):
-    """The AVX-512 kernels (when the CPU has them) against the scalar ones, in one process each."""
+    """The AVX-512 and AVX2 kernels (where the CPU has them) against the scalar ones, one process each
+    (an unknown or unsupported QUANTONIUM_SIMD keeps the widest path)."""
     arrays = {
         "a": symbols(rng, 200_003, "int8", 2.0),  # span <= 32: register table
         "b": symbols(rng, 200_003, "int8", 9.0),  # <= 128
@@ -160,7 +161,7 @@ def test_scalar_and_simd_paths_write_the_same_bytes(tmp_path, rng):
         "print(qn.build_info()['simd_selected'])\n"
     )
     outs = {}
-    for path in ("sse2", "avx512f", "neon", "scalar"):
+    for path in ("sse2", "avx2", "avx512f", "neon", "scalar"):
         env = dict(os.environ, QUANTONIUM_SIMD=path)
         r = subprocess.run([sys.executable, "-c", code, str(tmp_path / "in.npz"), str(tmp_path / f"{path}.npz")],
                            env=env, capture_output=True, text=True, check=True)
@@ -174,7 +175,8 @@ def test_scalar_and_simd_paths_write_the_same_bytes(tmp_path, rng):
 
 def test_build_info_names_the_rans_kernels():
     info = qn.build_info()
-    assert info["rans_kernels"] in ("scalar", "avx512f")
+    assert info["rans_kernels"] in ("scalar", "avx2", "avx512f")
+    assert info["rans_kernels"] == {"sse2": "scalar", "neon": "scalar", "scalar": "scalar"}.get(info["simd_selected"], info["simd_selected"])
 
 
 # --- compression -----------------------------------------------------------------

@@ -1,11 +1,12 @@
 // Chunk kernels of the format-2 rANS coder (layout: quantonium/entropy.hpp).
 //
-// Scalar kernels (every machine; W = 1..32 states, compile-time unrolled) and
-// AVX-512 kernels for W = 32 (two vectors of 16 states), chosen at run time
-// from the SIMD path selected in simd_kernels.cpp (QUANTONIUM_SIMD=sse2 forces
-// the scalar ones). Every kernel produces the same bytes and symbols: the
-// SIMD encoder divides through float32 with an exact integer correction, the
-// scalar one with integer division.
+// Scalar kernels (every machine, ARM64 included; W = 1..32 states,
+// compile-time unrolled), and for W = 32 AVX2 kernels (four vectors of 8
+// states) and AVX-512 kernels (two vectors of 16), chosen at run time from the
+// SIMD path selected in simd_kernels.cpp (QUANTONIUM_SIMD=sse2 forces the
+// scalar ones, =avx2 the AVX2 ones). Every kernel produces the same bytes and
+// symbols: the SIMD encoders divide through float32 with an exact integer
+// correction, the scalar one through a float64 reciprocal that is exact.
 //
 // Word order: within a group of W symbols the decoder renormalises state 0,
 // then 1, ..., W-1, reading words front to back. The encoder, which runs
@@ -16,6 +17,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
+#include <string>
 
 #include "parallel.hpp"
 #include "rans_common.hpp"
@@ -325,14 +327,188 @@ QN_AVX512 index_t decode32_avx512(std::uint32_t* x, const std::uint8_t*& p,
   _mm512_storeu_si512(x + 16, xb);
   return g;
 }
+
+// ---------------------------------------------------------------------------
+// AVX2 (four vectors of 8 states). No compress/expand instructions: lane
+// permutations come from two 256-entry tables indexed by the renormalisation
+// mask; unsigned compares through max / shifts. Same bytes as the others.
+// ---------------------------------------------------------------------------
+#define QN_AVX2 __attribute__((target("avx2,fma,popcnt")))
+
+struct Avx2Tables {
+  alignas(32) std::uint32_t expand[256][8];  // decode: lane i <- word popcount(m & ((1 << i) - 1))
+  alignas(32) std::uint32_t to_top[256][8];  // encode: the set lanes, in order, into the top lanes
+  Avx2Tables() {
+    for (int m = 0; m < 256; ++m) {
+      int k = 0;
+      for (int i = 0; i < 8; ++i) {
+        expand[m][i] = static_cast<std::uint32_t>(k);
+        if (m >> i & 1) ++k;
+      }
+      const int cnt = k;
+      for (int i = 0; i < 8; ++i) to_top[m][i] = 0;
+      int pos = 8 - cnt;
+      for (int i = 0; i < 8; ++i)
+        if (m >> i & 1) to_top[m][pos++] = static_cast<std::uint32_t>(i);
+    }
+  }
+};
+
+const Avx2Tables& avx2_tables() {
+  static const Avx2Tables t;
+  return t;
+}
+
+template <class S>
+QN_AVX2 inline __m256i load_index8(const S* s, __m256i lo, __m256i wmask) {
+  __m256i v;
+  if constexpr (sizeof(S) == 1)
+    v = _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(s)));
+  else
+    v = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(s)));
+  return _mm256_and_si256(_mm256_sub_epi32(v, lo), wmask);
+}
+
+QN_AVX2 inline void encode_vec8(__m256i& x, __m256i idx, const std::uint32_t* info, __m128i sh_max,
+                                __m128i sh_scale, const Avx2Tables& lut, std::uint8_t*& p) {
+  const __m256i e = _mm256_i32gather_epi32(reinterpret_cast<const int*>(info), idx, 4);
+  const __m256i f = _mm256_and_si256(e, _mm256_set1_epi32(0xFFFF));
+  const __m256i c = _mm256_srli_epi32(e, 16);
+  const __m256i xmax = _mm256_sll_epi32(f, sh_max);
+  const __m256i r = _mm256_cmpeq_epi32(_mm256_max_epu32(x, xmax), x);  // x >= xmax
+  const int m = _mm256_movemask_ps(_mm256_castsi256_ps(r));
+  const int cnt = __builtin_popcount(static_cast<unsigned>(m));
+  // emitted words in lane order, moved to the top lanes, low 16 bits packed:
+  // a 16-byte store ending at p (the garbage below is overwritten later)
+  const __m256i moved = _mm256_permutevar8x32_epi32(
+      x, _mm256_load_si256(reinterpret_cast<const __m256i*>(lut.to_top[m])));
+  const __m256i pick = _mm256_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, -1, -1, -1, -1, -1, -1, -1, -1,
+                                        0, 1, 4, 5, 8, 9, 12, 13, -1, -1, -1, -1, -1, -1, -1, -1);
+  const __m256i packed = _mm256_permute4x64_epi64(_mm256_shuffle_epi8(moved, pick), 0x08);
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(p - 16), _mm256_castsi256_si128(packed));
+  p -= 2 * cnt;
+  x = _mm256_blendv_epi8(x, _mm256_srli_epi32(x, 16), r);
+  // q = x / f through float32: x < 2^32 converted as 2 * (x >> 1) (|error| < 1
+  // after the division for S >= 10), then one exact correction each way
+  const __m256 xf = _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_srli_epi32(x, 1)), _mm256_set1_ps(2.0f));
+  __m256i q = _mm256_cvttps_epi32(_mm256_div_ps(xf, _mm256_cvtepi32_ps(f)));
+  __m256i rem = _mm256_sub_epi32(x, _mm256_mullo_epi32(q, f));
+  const __m256i neg = _mm256_cmpgt_epi32(_mm256_setzero_si256(), rem);
+  q = _mm256_add_epi32(q, neg);
+  rem = _mm256_add_epi32(rem, _mm256_and_si256(neg, f));
+  const __m256i big = _mm256_cmpgt_epi32(rem, _mm256_sub_epi32(f, _mm256_set1_epi32(1)));
+  q = _mm256_sub_epi32(q, big);
+  rem = _mm256_sub_epi32(rem, _mm256_and_si256(big, f));
+  x = _mm256_add_epi32(_mm256_add_epi32(_mm256_sll_epi32(q, sh_scale), rem), c);
+}
+
+template <class S>
+QN_AVX2 std::uint8_t* encode32_avx2(const S* sym, index_t m, const EncTable& t, std::uint8_t* end) {
+  constexpr int W = 32;
+  const index_t G = m / W, tail = m % W;
+  std::uint32_t x[W];
+  for (int j = 0; j < W; ++j) x[j] = kL;
+  std::uint8_t* p = end;
+  const std::uint32_t* info = t.info.data();
+  const int sb = t.scale_bits;
+  const std::int32_t lo = t.lo;
+  for (index_t j = tail; j-- > 0;) {  // the partial group first, scalar
+    const std::uint32_t e = info[index_of(sym[G * W + j], lo)];
+    const std::uint32_t f = e & 0xFFFF, c = e >> 16;
+    std::uint32_t xj = x[j];
+    if (xj >= (f << (32 - sb))) {
+      p -= 2;
+      p[0] = static_cast<std::uint8_t>(xj);
+      p[1] = static_cast<std::uint8_t>(xj >> 8);
+      xj >>= 16;
+    }
+    x[j] = ((xj / f) << sb) + (xj % f) + c;
+  }
+  const Avx2Tables& lut = avx2_tables();
+  __m256i v[4];
+  for (int k = 0; k < 4; ++k) v[k] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 8 * k));
+  const __m256i vlo = _mm256_set1_epi32(lo);
+  const __m256i wmask = _mm256_set1_epi32(sizeof(S) == 1 ? 0xFF : 0xFFFF);
+  const __m128i sh_max = _mm_cvtsi32_si128(32 - sb), sh_scale = _mm_cvtsi32_si128(sb);
+  for (index_t g = G; g-- > 0;) {
+    const S* s = sym + g * W;
+    for (int k = 4; k-- > 0;) encode_vec8(v[k], load_index8(s + 8 * k, vlo, wmask), info, sh_max, sh_scale, lut, p);
+  }
+  for (int k = 0; k < 4; ++k) _mm256_storeu_si256(reinterpret_cast<__m256i*>(x + 8 * k), v[k]);
+  p -= 4 * W;
+  for (int j = 0; j < W; ++j) store32(p + 4 * j, x[j]);
+  return p;
+}
+
+template <class S, bool Small>
+QN_AVX2 inline void decode_vec8(__m256i& x, const DecTable& t, __m256i vlo, __m128i sh, __m256i mask,
+                                const Avx2Tables& lut, const std::uint8_t*& p, S* out) {
+  const __m256i slot = _mm256_and_si256(x, mask);
+  __m256i sym, fr, bias;
+  if constexpr (Small) {
+    const __m256i e = _mm256_i32gather_epi32(reinterpret_cast<const int*>(t.packed.data()), slot, 4);
+    sym = _mm256_and_si256(e, _mm256_set1_epi32(0xFF));
+    fr = _mm256_and_si256(_mm256_srli_epi32(e, 8), _mm256_set1_epi32(0xFFF));
+    bias = _mm256_srli_epi32(e, 20);
+  } else {
+    const long long* base = reinterpret_cast<const long long*>(t.wide.data());
+    const __m256i e0 = _mm256_i32gather_epi64(base, _mm256_castsi256_si128(slot), 8);
+    const __m256i e1 = _mm256_i32gather_epi64(base, _mm256_extracti128_si256(slot, 1), 8);
+    // low and high 32-bit halves of the 8 entries, in lane order
+    const __m256i idx = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7);
+    const __m256i a = _mm256_permutevar8x32_epi32(e0, idx), b = _mm256_permutevar8x32_epi32(e1, idx);
+    const __m256i lo32 = _mm256_permute2x128_si256(a, b, 0x20), hi32 = _mm256_permute2x128_si256(a, b, 0x31);
+    sym = _mm256_and_si256(lo32, _mm256_set1_epi32(0xFFFF));
+    fr = _mm256_srli_epi32(lo32, 16);
+    bias = hi32;
+  }
+  const __m256i v = _mm256_add_epi32(sym, vlo);
+  if constexpr (sizeof(S) == 1) {
+    const __m256i pick = _mm256_setr_epi8(0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+                                          0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1);
+    const __m256i b = _mm256_permutevar8x32_epi32(_mm256_shuffle_epi8(v, pick), _mm256_setr_epi32(0, 4, 1, 1, 1, 1, 1, 1));
+    _mm_storel_epi64(reinterpret_cast<__m128i*>(out), _mm256_castsi256_si128(b));
+  } else {
+    const __m256i pick = _mm256_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, -1, -1, -1, -1, -1, -1, -1, -1,
+                                          0, 1, 4, 5, 8, 9, 12, 13, -1, -1, -1, -1, -1, -1, -1, -1);
+    const __m256i b = _mm256_permute4x64_epi64(_mm256_shuffle_epi8(v, pick), 0x08);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out), _mm256_castsi256_si128(b));
+  }
+  x = _mm256_add_epi32(_mm256_mullo_epi32(fr, _mm256_srl_epi32(x, sh)), bias);
+  const __m256i r = _mm256_cmpeq_epi32(_mm256_srli_epi32(x, 16), _mm256_setzero_si256());  // x < 2^16
+  const int m = _mm256_movemask_ps(_mm256_castsi256_ps(r));
+  const __m256i w = _mm256_permutevar8x32_epi32(
+      _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))),
+      _mm256_load_si256(reinterpret_cast<const __m256i*>(lut.expand[m])));
+  x = _mm256_blendv_epi8(x, _mm256_or_si256(_mm256_slli_epi32(x, 16), w), r);
+  p += 2 * __builtin_popcount(static_cast<unsigned>(m));
+}
+
+template <class S, bool Small>
+QN_AVX2 index_t decode32_avx2(std::uint32_t* x, const std::uint8_t*& p, const std::uint8_t* end, index_t G,
+                              const DecTable& t, S* out) {
+  const Avx2Tables& lut = avx2_tables();
+  __m256i v[4];
+  for (int k = 0; k < 4; ++k) v[k] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + 8 * k));
+  const __m256i vlo = _mm256_set1_epi32(t.lo);
+  const __m128i sh = _mm_cvtsi32_si128(t.scale_bits);
+  const __m256i mask = _mm256_set1_epi32(static_cast<int>((1u << t.scale_bits) - 1));
+  index_t g = 0;
+  for (; g < G && end - p >= 64; ++g)
+    for (int k = 0; k < 4; ++k) decode_vec8<S, Small>(v[k], t, vlo, sh, mask, lut, p, out + g * 32 + 8 * k);
+  for (int k = 0; k < 4; ++k) _mm256_storeu_si256(reinterpret_cast<__m256i*>(x + 8 * k), v[k]);
+  return g;
+}
 #endif  // QN_RANS_X86
 
-enum class Path { scalar, avx512 };
+enum class Path { scalar, avx2, avx512 };
 
 Path path() {
   static const Path p = [] {
 #if defined(QN_RANS_X86)
-    if (simd::selected_path() == "avx512f") return Path::avx512;
+    const std::string sel = simd::selected_path();
+    if (sel == "avx512f") return Path::avx512;
+    if (sel == "avx2") return Path::avx2;
 #endif
     return Path::scalar;
   }();
@@ -356,6 +532,9 @@ void decode_chunk_w(const std::uint8_t* body, index_t len, index_t m, const DecT
     if (path() == Path::avx512)
       g0 = t.small ? decode32_avx512<S, true>(x, p, end, m / W, t, out)
                    : decode32_avx512<S, false>(x, p, end, m / W, t, out);
+    else if (path() == Path::avx2)
+      g0 = t.small ? decode32_avx2<S, true>(x, p, end, m / W, t, out)
+                   : decode32_avx2<S, false>(x, p, end, m / W, t, out);
   }
 #endif
   if (t.small)
@@ -388,6 +567,7 @@ std::uint8_t* encode_chunk(const S* sym, index_t m, int ways, const EncTable& t,
         if (span <= 256) return encode32_avx512<S, 16>(sym, m, t, end);
         return encode32_avx512<S, 0>(sym, m, t, end);
       }
+      if (path() == Path::avx2) return encode32_avx2<S>(sym, m, t, end);
 #endif
       return encode_scalar<S, 32>(sym, m, t, end, nullptr, 0);
     default: throw std::invalid_argument("rANS: ways must be 1, 2, 4, 8, 16 or 32");
@@ -442,7 +622,13 @@ std::vector<std::uint64_t> histogram(const S* sym, index_t n, int nthreads) {
   return total;
 }
 
-const char* rans_kernel_path() { return path() == Path::avx512 ? "avx512f" : "scalar"; }
+const char* rans_kernel_path() {
+  switch (path()) {
+    case Path::avx512: return "avx512f";
+    case Path::avx2: return "avx2";
+    default: return "scalar";
+  }
+}
 
 #define QN_RANS_INST(S)                                                                        \
   template std::uint8_t* encode_chunk<S>(const S*, index_t, int, const EncTable&, std::uint8_t*); \
