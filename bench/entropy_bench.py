@@ -113,6 +113,9 @@ def gaussian_sets(rng, n: int) -> dict[str, list[np.ndarray]]:
     sets = {}
     for name, sigma in (("gaussian symbols, ~2 bits", 1.0), ("gaussian symbols, ~3.6 bits", 3.0), ("gaussian symbols, ~5 bits", 8.0)):
         sets[name] = [np.clip(np.rint(rng.standard_normal(n) * sigma), -128, 127).astype(np.int8)]
+    # small tensors: what the table and the flushed states cost per stream
+    sets["gaussian symbols, ~3.6 bits, 256 streams of 4096"] = [
+        np.clip(np.rint(rng.standard_normal(4096) * 3.0), -128, 127).astype(np.int8) for _ in range(256)]
     w = (rng.standard_normal(n) * 0.02).astype(np.float32)
     planes = _planes(w, "float32")
     for name, p in zip(("exponent", "mantissa low", "mantissa mid", "sign + mantissa high"), planes):
