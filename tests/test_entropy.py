@@ -412,3 +412,18 @@ def test_stream_size_prediction(rng, n, scale, dtype):
     assert abs(payload - sum(lens)) <= 0.003 * sum(lens) + 4, (payload, sum(lens))
     # zeros around the counts are trimmed
     assert qn.rans_stream_size(np.concatenate([[0, 0], counts, [0]]), min_symbol=lo - 2) == (header, payload)
+
+
+def test_stream_size_rejects_impossible_counts():
+    with pytest.raises(ValueError, match="2\\^47"):
+        qn.rans_stream_size(np.array([2**47, 1], np.int64))
+    with pytest.raises(ValueError, match="overflow"):
+        qn.rans_stream_size(np.array([2**63 - 1] * 3, np.int64))
+    with pytest.raises(ValueError, match=">= 0"):
+        qn.rans_stream_size(np.array([3, -1], np.int64))
+    with pytest.raises(ValueError, match="span exceeds"):
+        qn.rans_stream_size(np.ones(65537, np.int64), min_symbol=-32768)
+    with pytest.raises(TypeError, match="int64"):
+        qn.rans_stream_size(np.ones(3, np.int32))
+    assert qn.rans_stream_size(np.zeros(4, np.int64)) == (4, 0.0)  # an empty stream: magic, format, count
+    assert qn.rans_stream_size(np.array([0, 9, 0], np.int64), min_symbol=5)[1] == 0.0  # one symbol: no payload
