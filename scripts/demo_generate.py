@@ -17,7 +17,7 @@ import time
 import torch
 
 import quantonium
-from quantonium.evaluate import load_original
+from quantonium.models import load_source
 
 
 def main(argv=None) -> int:
@@ -30,7 +30,7 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     model, tok = quantonium.load(args.qnt)
     print(f"loaded {args.qnt} as {type(model).__name__} in {time.perf_counter() - t0:.1f} s", file=sys.stderr)
-    orig, _ = load_original(args.source)
+    orig, _ = load_source(args.source)
     msgs = [{"role": "user", "content": args.prompt}]
     ids = tok.apply_chat_template(msgs, add_generation_prompt=True, return_tensors="pt", return_dict=True)["input_ids"]
     with torch.no_grad():

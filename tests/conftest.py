@@ -45,8 +45,7 @@ def rng() -> np.random.Generator:
 WORDS = "the of and to in is was for on that with as by at from his he it an were are which this be".split()
 
 
-@pytest.fixture
-def gpt2_folder(tmp_path):
+def make_gpt2_folder(tmp_path):
     """A tiny random GPT-2 saved with a small trained BPE tokenizer, and a text of its words."""
     torch = pytest.importorskip("torch")
     transformers = pytest.importorskip("transformers")
@@ -63,5 +62,17 @@ def gpt2_folder(tmp_path):
     tk.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=200, special_tokens=["<unk>"]))
     transformers.PreTrainedTokenizerFast(tokenizer_object=tk, unk_token="<unk>").save_pretrained(tmp_path / "src")
     return tmp_path / "src", " ".join(rng.choice(WORDS, 3000))
+
+
+@pytest.fixture
+def gpt2_folder(tmp_path):
+    """A tiny random GPT-2 saved with a small trained BPE tokenizer, and a text of its words."""
+    return make_gpt2_folder(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def gpt2_folder_module(tmp_path_factory):
+    """The same, made once per test module."""
+    return make_gpt2_folder(tmp_path_factory.mktemp("gpt2"))
 
 

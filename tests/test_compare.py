@@ -13,7 +13,8 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from quantonium import compare as cmp  # noqa: E402
-from quantonium.calibration import Sensitivity, calibration_text, measure  # noqa: E402
+from quantonium.calibration import CalibrationData, Sensitivity, collect_grams, measure  # noqa: E402
+from quantonium.models.texts import calibration_text  # noqa: E402
 from quantonium.container import QntFile  # noqa: E402
 from quantonium.pipeline import compress  # noqa: E402
 
@@ -28,14 +29,16 @@ def test_sensitivities_of_a_causal_lm(gpt2_folder):
     src, text = gpt2_folder
     model = transformers.GPT2LMHeadModel.from_pretrained(str(src)).eval()
     tok = transformers.AutoTokenizer.from_pretrained(str(src))
-    s = measure(model, tok, text, max_tokens=512, window=64, gram=True)
+    s = measure(model, tok, text, max_tokens=512, window=64)
+    grams = collect_grams(model, CalibrationData.make(model, tok, text, max_tokens=512, window=64))
     wte = s["transformer.wte.weight"]
-    assert len(wte.terms) == 2 and wte.gram is None  # tied: input table and output projection
+    assert len(wte.terms) == 2 and "transformer.wte.weight" not in grams  # tied: input table and output projection
     c = s["transformer.h.0.mlp.c_fc.weight"]  # Conv1D (in, out)
-    assert c.transposed and c.gram.shape == (64, 64) and np.allclose(c.gram, c.gram.T)
+    g, transposed = grams["transformer.h.0.mlp.c_fc.weight"]
+    assert c.transposed and transposed and g.shape == (64, 64) and np.allclose(g, g.T)
     r, col = c.factors()
     assert r.shape == (64,) and col.shape == (256,) and np.all(r > 0) and np.all(col > 0)
-    assert np.allclose(np.diag(c.gram), c.terms[0][0])  # diag of E[x x^T] is the input energy
+    assert np.allclose(np.diag(g), c.terms[0][0], rtol=1e-5)  # diag of E[x x^T] is the input energy
     # token rows never seen in the text are floored, not zero
     rows, _ = wte.factors(floor=0.1)
     assert rows.min() > 0 and np.sum(rows == rows.min()) > 100  # the floor, shared by the unseen tokens

@@ -22,11 +22,15 @@ def open(path):  # noqa: A001 - the documented name
     return QntFile(path)
 
 
-def load(path, *, threads: int = 1):
-    """A ready transformers model and its tokenizer, reconstructed from a .qnt file."""
-    from .pipeline import load as _load
+def load(path, *, dtype=None, threads: int = 1):
+    """A ready transformers model (eval mode) and its tokenizer, rebuilt in memory from a .qnt file.
 
-    return _load(path, threads=threads)
+    ``dtype``: "float32", "bfloat16", "float16" or a torch dtype; None keeps the stored dtypes.
+    ``threads``: tensors decoded at once.
+    """
+    from .models.loader import load_qnt
+
+    return load_qnt(path, dtype=dtype, threads=threads)
 
 
 __all__ = ["__version__", "load", "open"]

@@ -21,6 +21,16 @@ Encoders have no next-token distribution: their output is the mean-pooled
 embedding, and g is the gradient of ``v . embedding`` for a random Gaussian v
 (in expectation, the Gauss-Newton matrix of the squared embedding error).
 
+Streaming (issue 9): the weights are never copied (the loader maps them
+from the source file), the model's blocks are checkpointed (each block keeps
+only its input during the forward pass and is recomputed, one at a time,
+during the backward pass), and no parameter needs a gradient: only the
+gradients of each layer's output are read. Memory is then about one block's
+activations, whatever the depth. The input Gram matrices that GPTQ needs are
+*not* measured here: ``gram_sweep`` computes them later, one layer at a time,
+during the encoding pass (``quantonium.compress``), and each is released as
+soon as its layer is coded.
+
 Embedding rows of tokens absent from the calibration text would get weight
 zero (an infinite step); ``Sensitivity.factors`` floors each factor at a
 fraction of its mean (``floor``, ``DEFAULT_FLOOR``) so that no weight is dropped;
@@ -30,57 +40,25 @@ the calibration text's token counts too much and lose on other text.
 
 from __future__ import annotations
 
-import bz2
-import importlib.util
-import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
 #: Each sensitivity factor is floored at this fraction of its mean (see Sensitivity.factors).
 DEFAULT_FLOOR = 0.3
 
-__all__ = ["DEFAULT_FLOOR", "Sensitivity", "calibration_text", "match_names", "measure"]
+from .models.arch import encoder_states, find_blocks, max_positions, model_kind
+from .models.texts import sentences
 
+__all__ = ["DEFAULT_FLOOR", "CalibrationData", "Sensitivity", "collect_grams", "gram_modules", "gram_sweep", "measure",
+           "weight_modules"]
 
-def calibration_text(max_chars: int = 400_000) -> tuple[str, str]:
-    """(name, text): English Wikipedia prose from gensim's test data, markup stripped.
-
-    Different from the default *evaluation* text (the Lee corpus), so that a
-    model is not tuned and judged on the same words.
-    """
-    spec = importlib.util.find_spec("gensim")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("the default calibration text needs gensim's test data: pip install --no-deps gensim==4.4.0, or pass --calibration FILE")
-    p = (Path(spec.submodule_search_locations[0]) / "test" / "test_data"
-         / "enwiki-latest-pages-articles1.xml-p000000010p000030302-shortened.bz2")
-    xml = bz2.open(p).read().decode("utf-8", errors="replace")
-    out: list[str] = []
-    size = 0
-    for m in re.finditer(r"<text[^>]*>(.*?)</text>", xml, flags=re.S):
-        t = _strip_wiki(m.group(1))
-        if len(t) < 500:  # redirects, stubs
-            continue
-        out.append(t)
-        size += len(t)
-        if size >= max_chars:
-            break
-    return "English Wikipedia prose (gensim 4.4.0 test data, markup stripped)", "\n\n".join(out)[:max_chars]
-
-
-def _strip_wiki(t: str) -> str:
-    import html
-
-    t = html.unescape(t)
-    t = re.sub(r"<ref[^>]*/>|<ref.*?</ref>|<!--.*?-->", "", t, flags=re.S)
-    for _ in range(3):  # nested templates and tables
-        t = re.sub(r"\{\{[^{}]*\}\}|\{\|.*?\|\}", "", t, flags=re.S)
-    t = re.sub(r"\[\[(?:File|Image|Category):[^\]]*\]\]", "", t)
-    t = re.sub(r"\[\[(?:[^\]|]*\|)?([^\]]*)\]\]", r"\1", t)
-    t = re.sub(r"\[https?://\S+ ([^\]]*)\]", r"\1", t)
-    t = re.sub(r"<[^>]+>|'''?|^[*#:;=].*$|^\s*\|.*$", "", t, flags=re.M)
-    return re.sub(r"\n{2,}", "\n", t).strip()
+#: Tokens of calibration text for causal LMs, and window length (capped at the context).
+DEFAULT_TOKENS = 4096
+DEFAULT_WINDOW = 256
+#: Sentences of calibration text for encoders.
+DEFAULT_SENTENCES = 1024
 
 
 @dataclass
@@ -120,96 +98,161 @@ class Sensitivity:
         return r.astype(np.float64), c.astype(np.float64)
 
 
-def match_names(model_names: list[str], names: list[str]) -> dict[str, str]:
-    """Maps checkpoint names to a model's parameter names (prefixes like ``bert.`` may differ)."""
-    exact = set(model_names)
-    out: dict[str, str] = {}
-    for n in names:
-        if n in exact:
-            out[n] = n
-            continue
-        cands = [m for m in model_names if m.endswith("." + n) or n.endswith("." + m)]
-        if len(cands) == 1:
-            out[n] = cands[0]
+
+
+def weight_modules(model) -> list[tuple[str, object, str]]:
+    """(module name, module, kind) of every Linear / Conv1D / Embedding, in definition order."""
+    import torch
+
+    out = []
+    for mname, mod in model.named_modules():
+        kind = type(mod).__name__
+        if isinstance(mod, torch.nn.Linear):
+            out.append((mname, mod, "Linear"))
+        elif isinstance(mod, torch.nn.Embedding):
+            out.append((mname, mod, "Embedding"))
+        elif kind == "Conv1D" and getattr(mod, "weight", None) is not None and mod.weight.ndim == 2:
+            out.append((mname, mod, "Conv1D"))
     return out
 
 
-def measure(model, tok, text: str, *, max_tokens: int = 8192, window: int = 256,
-            sentences: int = 1024, seed: int = 0, gram: bool = False) -> dict[str, Sensitivity]:
-    """Sensitivities of every Linear / Conv1D / Embedding weight, by parameter name.
+@dataclass
+class CalibrationData:
+    """The calibration inputs, tokenised once: causal windows, or encoder sentence batches."""
 
-    With ``gram``, also the input Gram matrix E[x x^T] of each Linear / Conv1D
-    weight used once (for ``codecs.gptq``); it costs in^2 doubles per layer.
+    kind: str  # "causal-lm" or "encoder"
+    windows: list = field(default_factory=list)  # causal: LongTensor (1, W) each
+    batches: list = field(default_factory=list)  # encoder: tokenizer outputs (dicts of tensors)
+    tokens: int = 0
+
+    @classmethod
+    def make(cls, model, tok, text: str, *, max_tokens: int = DEFAULT_TOKENS, window: int = DEFAULT_WINDOW,
+             n_sentences: int = DEFAULT_SENTENCES) -> CalibrationData:
+        if tok is None:
+            raise ValueError("calibration needs the model's tokenizer, and the source has none")
+        if model_kind(model) == "causal-lm":
+            w = max(8, min(window, max_positions(model)))
+            ids = tok(text, return_tensors="pt")["input_ids"][0][:max_tokens]
+            n = len(ids) // w
+            if n == 0:
+                raise ValueError(f"the calibration text has {len(ids)} tokens, fewer than one window of {w}")
+            return cls("causal-lm", windows=[ids[i * w:(i + 1) * w].unsqueeze(0) for i in range(n)], tokens=n * w)
+        sents = sentences(text, n_sentences)
+        if not sents:
+            raise ValueError("the calibration text has no sentence longer than 20 characters")
+        batches = [tok(sents[i:i + 32], padding=True, truncation=True, max_length=256, return_tensors="pt")
+                   for i in range(0, len(sents), 32)]
+        return cls("encoder", batches=batches, tokens=int(sum(int(b["attention_mask"].sum()) for b in batches)))
+
+    @property
+    def steps(self) -> int:
+        return len(self.windows) if self.kind == "causal-lm" else len(self.batches)
+
+
+class _Checkpointed:
+    """Wraps each block's forward in non-reentrant activation checkpointing (restored on exit)."""
+
+    def __init__(self, blocks: list) -> None:
+        self.blocks = blocks
+
+    def __enter__(self):
+        import torch.utils.checkpoint as ckpt
+
+        for b in self.blocks:
+            orig = b.forward
+
+            def forward(*args, _orig=orig, **kwargs):
+                return ckpt.checkpoint(_orig, *args, use_reentrant=False, **kwargs)
+
+            b.forward = forward
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for b in self.blocks:
+            b.__dict__.pop("forward", None)
+
+
+def measure(model, tok, text: str | None = None, *, data: CalibrationData | None = None,
+            max_tokens: int = DEFAULT_TOKENS, window: int = DEFAULT_WINDOW, n_sentences: int = DEFAULT_SENTENCES,
+            seed: int = 0, checkpoint_blocks: bool = True,
+            progress: Callable[[int], None] | None = None) -> dict[str, Sensitivity]:
+    """Sensitivities of every Linear / Conv1D / Embedding weight, by (canonical) parameter name.
+
+    ``progress`` is called with the number of calibration tokens each step processed.
     """
     import torch
 
-    modules = []
-    for mname, mod in model.named_modules():
-        kind = type(mod).__name__
-        if isinstance(mod, (torch.nn.Linear, torch.nn.Embedding)) or kind == "Conv1D":
-            modules.append((mname, mod, kind))
-    pname = {id(p): n for n, p in model.named_parameters(remove_duplicate=False)}
+    if data is None:
+        data = CalibrationData.make(model, tok, text or "", max_tokens=max_tokens, window=window,
+                                    n_sentences=n_sentences)
+    modules = weight_modules(model)
     first_name = {}
     for n, p in model.named_parameters():  # canonical (first) name of each tensor
         first_name[id(p)] = n
     acc: dict[tuple[int, str], dict] = {}
     handles = []
     g_torch = torch.Generator().manual_seed(seed)
+    phase = {"forward": True}  # False while blocks are recomputed during backward
 
     def fwd_hook(key, mod, kind):
         def hook(m, inp, out):
+            if not phase["forward"]:
+                return None  # a checkpointed block being recomputed: already counted
             x = inp[0]
             st = acc.setdefault(key, {"x": 0.0, "g": 0.0, "n": 0, "kind": kind, "mod": mod})
             if kind == "Embedding":
-                ids = x.reshape(-1)
-                st["x"] = st["x"] + torch.bincount(ids, minlength=mod.num_embeddings).double()
+                st["x"] = st["x"] + torch.bincount(x.reshape(-1), minlength=mod.num_embeddings).double()
+                st["n"] += x.numel()
             else:
-                xd = x.detach().double().reshape(-1, x.shape[-1])
+                xd = x.detach().reshape(-1, x.shape[-1]).double()
                 st["x"] = st["x"] + xd.pow(2).sum(0)
-                if gram:
-                    st["gram"] = st.get("gram", 0.0) + xd.T @ xd
-            st["n"] += x.numel() if kind == "Embedding" else x.numel() // x.shape[-1]
+                st["n"] += xd.shape[0]
+            if kind == "Embedding" and not out.requires_grad and out.grad_fn is None:
+                out = out.requires_grad_(True)  # frozen weights: make the graph start here
             if out.requires_grad:
                 def grad_hook(g):
                     st["g"] = st["g"] + g.detach().double().pow(2).reshape(-1, g.shape[-1]).sum(0)
                 out.register_hook(grad_hook)
+            return out
         return hook
 
     for mname, mod, kind in modules:
         handles.append(mod.register_forward_hook(fwd_hook((id(mod), mname), mod, kind)))
-    causal = type(model).__name__.endswith(("ForCausalLM", "LMHeadModel"))
+    blocks = find_blocks(model) if checkpoint_blocks else []
     was_training = model.training
     model.eval()
+    frozen = [p for p in model.parameters() if p.requires_grad]  # only output gradients are read
+    for p in frozen:
+        p.requires_grad_(False)
     try:
-        with torch.enable_grad():
-            if causal:
-                from .evaluate import max_positions
-
-                window = min(window, max_positions(model))
-                ids = tok(text, return_tensors="pt")["input_ids"][0][:max_tokens]
-                nwin = max(1, len(ids) // window)
-                for w in range(nwin):
-                    x = ids[w * window:(w + 1) * window].unsqueeze(0)
-                    logits = model(x).logits[0]
+        with torch.enable_grad(), _Checkpointed(blocks):
+            if data.kind == "causal-lm":
+                for x in data.windows:
+                    phase["forward"] = True
+                    logits = model(x, use_cache=False).logits[0]
                     with torch.no_grad():
                         y = torch.multinomial(torch.softmax(logits.double(), -1), 1, generator=g_torch)[:, 0]
-                    loss = torch.nn.functional.cross_entropy(logits, y, reduction="sum")
-                    model.zero_grad(set_to_none=True)
+                    loss = torch.nn.functional.cross_entropy(logits.float(), y, reduction="sum")
+                    phase["forward"] = False
                     loss.backward()
+                    if progress:
+                        progress(x.numel())
             else:
-                sents = [s.strip() for s in text.replace("\n", " ").split(". ") if len(s.strip()) > 20][:sentences]
-                for i in range(0, len(sents), 32):
-                    enc = tok(sents[i:i + 32], padding=True, truncation=True, max_length=256, return_tensors="pt")
-                    h = model(**enc).last_hidden_state
+                for enc in data.batches:
+                    phase["forward"] = True
+                    h = encoder_states(model, **enc)
                     mask = enc["attention_mask"].unsqueeze(-1).to(h.dtype)
                     pooled = (h * mask).sum(1) / mask.sum(1)
                     v = torch.randn(pooled.shape, generator=g_torch, dtype=pooled.dtype)
-                    model.zero_grad(set_to_none=True)
+                    phase["forward"] = False
                     (pooled * v).sum().backward()
+                    if progress:
+                        progress(int(enc["attention_mask"].sum()))
     finally:
         for h in handles:
             h.remove()
-        model.zero_grad(set_to_none=True)
+        for p in frozen:
+            p.requires_grad_(True)
         model.train(was_training)
 
     out: dict[str, Sensitivity] = {}
@@ -220,19 +263,124 @@ def measure(model, tok, text: str, *, max_tokens: int = 8192, window: int = 256,
         xe = (st["x"] / n).numpy()
         ge = (st["g"] / n).numpy()
         w = mod.weight
-        name = first_name.get(id(w), pname.get(id(w), mname + ".weight"))
+        name = first_name.get(id(w), mname + ".weight")
         if kind == "Linear":      # weight (out, in): rows = outputs (g), cols = inputs (x)
             term = (ge, xe)
-        elif kind == "Conv1D":    # weight (in, out)
+        else:                     # Conv1D weight (in, out); Embedding (num, dim): rows = token counts
             term = (xe, ge)
-        else:                     # Embedding (num, dim): rows = token counts, cols = g
-            term = (xe, ge)
-        s = out.setdefault(name, Sensitivity(tuple(w.shape)))
+        if term[0].shape[0] != w.shape[0] or term[1].shape[0] != w.shape[1]:
+            continue  # a module that reshapes its weight: no row/column factorisation
+        s = out.setdefault(name, Sensitivity(tuple(w.shape), transposed=kind == "Conv1D"))
         s.terms.append(term)
-        if torch.is_tensor(st.get("gram")) and kind in ("Linear", "Conv1D"):
-            s.gram = (st["gram"] / n).numpy()
-            s.transposed = kind == "Conv1D"
-    for s in out.values():
-        if len(s.terms) > 1:
-            s.gram = None  # a tied weight: its error metric is not one layer's input Gram matrix
+    return out
+
+
+def gram_modules(model, data: CalibrationData) -> list[tuple[str, object, str]]:
+    """The Linear / Conv1D modules called exactly once per forward pass, in call order.
+
+    Only those can have their input Gram matrix measured in one sweep and
+    released at once (a module called twice would see two inputs).
+    """
+    import torch
+
+    calls: dict[str, int] = {}
+    order: list[str] = []
+    mods = {n: (m, k) for n, m, k in weight_modules(model) if k != "Embedding"}
+    handles = []
+    for n, (m, _) in mods.items():
+        def hook(mod, inp, _n=n):
+            calls[_n] = calls.get(_n, 0) + 1
+            if calls[_n] == 1:
+                order.append(_n)
+        handles.append(m.register_forward_pre_hook(hook))
+    try:
+        with torch.no_grad():
+            if data.kind == "causal-lm":
+                model(data.windows[0][:, :8], use_cache=False)
+            else:
+                encoder_states(model, **{k: v[:1] for k, v in data.batches[0].items()})
+    finally:
+        for h in handles:
+            h.remove()
+    return [(n, mods[n][0], mods[n][1]) for n in order if calls[n] == 1]
+
+
+def gram_sweep(model, data: CalibrationData, on_gram: Callable[[str, object, bool], None], *,
+               modules: set[str] | None = None, progress: Callable[[int], None] | None = None) -> None:
+    """Runs the calibration data through the model once and hands each layer's input Gram matrix
+    ``E[x x^T]`` (a float32 torch tensor) to ``on_gram(module name, gram, transposed)``.
+
+    Causal LMs: every calibration window in ONE batch, so a layer's Gram matrix
+    is complete when the layer has run; ``on_gram`` is called right there
+    (it may quantise the layer) and the matrix is released before the next
+    layer runs: one Gram matrix (two for layers sharing an input: q/k/v share
+    one) exists at a time. Encoders (variable-length sentence batches): the
+    matrices are accumulated over the batches and handed over at the end
+    (encoders are small). ``modules`` limits the layers (names from
+    ``gram_modules``); ``transposed`` is True for Conv1D (weight stored (in, out)).
+    """
+    import torch
+
+    eligible = {n: (m, k) for n, m, k in gram_modules(model, data) if modules is None or n in modules}
+    handles = []
+    last: dict[str, object] = {}
+    pending: dict[str, list] = {}  # encoders: name -> [sum, count]
+
+    def gram_of(x) -> object:
+        key = (x.data_ptr(), tuple(x.shape), x._version)
+        if last.get("key") != key:
+            last.clear()  # the previous layer's matrix goes before the next one is made
+            xf = x.detach().reshape(-1, x.shape[-1]).float()
+            g = torch.mm(xf.T, xf)
+            g.div_(xf.shape[0])
+            last["key"], last["gram"] = key, g
+        return last["gram"]
+
+    for name, (mod, kind) in eligible.items():
+        def hook(m, inp, _n=name, _k=kind):
+            x = inp[0]
+            if data.kind == "causal-lm":
+                on_gram(_n, gram_of(x), _k == "Conv1D")
+            else:
+                xf = x.detach().reshape(-1, x.shape[-1]).float()
+                st = pending.setdefault(_n, [0.0, 0])
+                st[0] = st[0] + xf.T @ xf
+                st[1] += xf.shape[0]
+        handles.append(mod.register_forward_pre_hook(hook))
+    try:
+        with torch.no_grad():
+            if data.kind == "causal-lm":
+                model(torch.cat(data.windows, 0), use_cache=False)
+                if progress:
+                    progress(data.tokens)
+            else:
+                for enc in data.batches:
+                    encoder_states(model, **enc)
+                    if progress:
+                        progress(int(enc["attention_mask"].sum()))
+    finally:
+        for h in handles:
+            h.remove()
+        last.clear()
+    for name, (total, n) in pending.items():
+        on_gram(name, total / max(n, 1), eligible[name][1] == "Conv1D")
+
+
+def collect_grams(model, data: CalibrationData) -> dict[str, tuple[np.ndarray, bool]]:
+    """Every eligible layer's input Gram matrix, kept (by weight parameter name): for small models
+    in memory (``quantonium compare``); ``compress`` uses ``gram_sweep`` and never holds them all.
+    Tied weights get none (their error metric is not one layer's input)."""
+    shared: dict[int, int] = {}
+    for _, p in model.named_parameters(remove_duplicate=False):
+        shared[id(p)] = shared.get(id(p), 0) + 1
+    first = {id(p): n for n, p in model.named_parameters()}
+    mods = {n: m for n, m, _ in weight_modules(model)}
+    out: dict[str, tuple[np.ndarray, bool]] = {}
+
+    def keep(mname: str, h, transposed: bool) -> None:
+        w = mods[mname].weight
+        if shared.get(id(w), 1) == 1:
+            out[first.get(id(w), mname + ".weight")] = (h.double().numpy().copy(), transposed)
+
+    gram_sweep(model, data, keep)
     return out

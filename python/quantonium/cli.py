@@ -101,7 +101,8 @@ def cmd_compress(args: argparse.Namespace) -> int:
     res = compress(
         args.source, args.outfile, codec=args.codec, bpw=args.bits, snr_db=args.snr, keep=args.keep,
         include=args.include, exclude=args.exclude, threads=args.threads, progress=not args.quiet,
-        allocate=args.allocate, calibration=args.calibration, floor=args.floor,
+        allocate=args.allocate, calibration=args.calibration, floor=args.floor, resume=args.resume,
+        calibration_tokens=args.calibration_tokens,
     )
     print(json.dumps(res.to_json(), indent=2) if args.json else res.summary())
     return 0
@@ -234,6 +235,10 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--calibration", metavar="FILE",
                    help="weight the allocation by sensitivities measured on this text ('builtin': bundled Wikipedia prose); implies --allocate")
     c.add_argument("--floor", type=float, help="floor of each sensitivity factor, as a fraction of its mean (default 0.3)")
+    c.add_argument("--calibration-tokens", type=int, metavar="N",
+                   help="calibration tokens for causal LMs (default 4096; windows of 256)")
+    c.add_argument("--resume", action="store_true",
+                   help="continue a killed run of the same source and options from its partial file (.OUT.partial)")
     c.add_argument("--snr", type=float, help="target SNR in dB for each tensor (default 30 when no target is given)")
     c.add_argument("--keep", type=float, help="fraction of RFT coefficients to keep (rft-spectral)")
     c.add_argument("--include", help="regex: tensors to code with the codec (default all); others are lossless")

@@ -73,21 +73,22 @@ class Workload:
     threads: int = 2
     model_id: str = ""
     _sens: dict | None = field(default=None, repr=False)
+    _grams: dict | None = field(default=None, repr=False)
     _small_bits: dict[str, int] = field(default_factory=dict, repr=False)
     _reference: dict = field(default_factory=dict, repr=False)  # the original model's outputs, per batch
 
     @classmethod
     def load(cls, source: str, *, text: str | None = None, text_name: str | None = None,
              calibration: str | None = None, calibration_name: str | None = None, **kw) -> Workload:
-        from .calibration import calibration_text
-        from .evaluate import default_text, load_original
+        from .models.loader import load_source
+        from .models.texts import calibration_text, default_text
         from .models import classify, open_source
 
         src = open_source(source)
         roles = classify(src.names, src.config, src.shared)
         names = [n for n in src.names if n not in roles.buffers and n not in roles.tied]
         tensors = {n: np.asarray(src.read(n)) for n in names}
-        model, tok = load_original(source)
+        model, tok = load_source(source)
         if text is None:
             text_name, text = default_text()
         if calibration is None:
@@ -110,19 +111,33 @@ class Workload:
         back = self._measured()
         return {back[m]: s.factors(floor) for m, s in self._sens.items() if back.get(m) in self.tensors}
 
+    def _data(self):
+        from .calibration import CalibrationData
+
+        return CalibrationData.make(self.model, self.tokenizer, self.calibration, max_tokens=self.max_tokens,
+                                    n_sentences=self.calibration_sentences)
+
+    def _back(self, names) -> dict[str, str]:
+        from .models.names import match_names
+
+        prefix = getattr(self.model, "base_model_prefix", "") or ""
+        return {m: n for n, m in match_names(list(names), list(self.tensors), prefix).items()}
+
     def _measured(self) -> dict[str, str]:
-        from .calibration import match_names, measure
+        from .calibration import measure
 
         if self._sens is None:
-            self._sens = measure(self.model, self.tokenizer, self.calibration,
-                                 max_tokens=self.max_tokens, sentences=self.calibration_sentences, gram=True)
-        return {m: n for n, m in match_names(list(self._sens), list(self.tensors)).items()}
+            self._sens = measure(self.model, self.tokenizer, data=self._data())
+        return self._back(self._sens)
 
     def grams(self) -> dict[str, tuple[np.ndarray, bool]]:
         """Input Gram matrices (for GPTQ) by tensor name."""
-        back = self._measured()
-        return {back[m]: (s.gram, s.transposed) for m, s in self._sens.items()
-                if s.gram is not None and back.get(m) in self.tensors}
+        from .calibration import collect_grams
+
+        if self._grams is None:
+            self._grams = collect_grams(self.model, self._data())
+        back = self._back(self._grams)
+        return {back[m]: g for m, g in self._grams.items() if back.get(m) in self.tensors}
 
 
 # --- methods: each returns (reconstructed large tensors, bits spent on them) ----------------

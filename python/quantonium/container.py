@@ -49,6 +49,7 @@ import numpy as np
 
 from . import __version__
 from .codecs import CODECS, DTYPES, CodecError, Encoded, decode_tensor, itemsize
+from .faults import write_or_die
 from .filenames import check_file_name, is_allowed
 
 __all__ = ["FORMAT_MAJOR", "FORMAT_MINOR", "QntFile", "QntFormatError", "QntWriter", "update_model"]
@@ -108,24 +109,51 @@ class QntWriter:
     temporary file and leaves any existing file at ``path`` untouched.
     """
 
-    def __init__(self, path: str | os.PathLike, *, model: dict[str, Any] | None = None) -> None:
+    def __init__(self, path: str | os.PathLike, *, model: dict[str, Any] | None = None,
+                 partial: str | os.PathLike | None = None, state: dict[str, Any] | None = None) -> None:
+        """``partial``: write into this file instead of a fresh temporary one (resumable runs);
+        ``state`` (from :meth:`state`): continue a partial file from that point (it is truncated there)."""
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
-        self._tmp = Path(tmp)
-        self._f = os.fdopen(fd, "wb")
-        self._f.write(PREAMBLE.pack(MAGIC, FORMAT_MAJOR, FORMAT_MINOR))
-        self._pos = ALIGN
         self._tensors: list[dict[str, Any]] = []
         self._names: set[str] = set()
         self._files: dict[str, dict[str, int]] = {}
         self.model: dict[str, Any] = dict(model or {})
         self._closed = False
+        if partial is None:
+            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+            self._tmp = Path(tmp)
+            self._f = os.fdopen(fd, "wb")
+        else:
+            self._tmp = Path(partial)
+            self._f = open(self._tmp, "r+b" if state is not None else "wb")
+        if state is None:
+            self._f.write(PREAMBLE.pack(MAGIC, FORMAT_MAJOR, FORMAT_MINOR))
+            self._pos = ALIGN
+        else:
+            self._pos = int(state["pos"])
+            self._f.truncate(self._pos)
+            self._f.seek(self._pos)
+            self._tensors = [dict(t) for t in state["tensors"]]
+            self._names = {t["name"] for t in self._tensors}
+            self._files = {k: dict(v) for k, v in state["files"].items()}
 
-    def _write_blob(self, data) -> tuple[int, int, int]:
+    def state(self) -> dict[str, Any]:
+        """What :class:`QntWriter` needs to continue this file later (JSON-able); call after :meth:`sync`."""
+        return {"pos": self._pos, "tensors": self._tensors, "files": self._files}
+
+    def sync(self) -> None:
+        """Flushes and fsyncs what was written so far."""
+        self._f.flush()
+        os.fsync(self._f.fileno())
+
+    def fileno(self) -> int:
+        return self._f.fileno()
+
+    def _write_blob(self, data, event: str = "payload") -> tuple[int, int, int]:
         data = memoryview(data).cast("B")
         off = self._pos
-        self._f.write(data)
+        write_or_die(event, self._f, data)
         self._pos += len(data)
         pad = _pad(self._pos)
         if pad:
@@ -191,7 +219,7 @@ class QntWriter:
             separators=(",", ":"),
             allow_nan=False,
         ).encode()
-        ioff, ilen, icrc = self._write_blob(index)
+        ioff, ilen, icrc = self._write_blob(index, "index")
         self._f.write(FOOTER.pack(INDEX_MAGIC, ioff, ilen, icrc, FORMAT_MAJOR, FORMAT_MINOR, END_MAGIC))
         self._f.flush()
         os.fsync(self._f.fileno())

@@ -12,47 +12,16 @@ set. The default text is the Lee news corpus shipped in gensim's test data
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import math
 import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["compare_models", "default_text", "evaluate", "load_original", "with_weights"]
+from .models.arch import encoder_states, max_positions, model_kind
+from .models.loader import load_qnt, load_source
+from .models.texts import default_text, sentences
 
-
-def default_text() -> tuple[str, str]:
-    """(name, text) of the default evaluation text: the Lee corpus (300 news articles)."""
-    spec = importlib.util.find_spec("gensim")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError("the default evaluation text needs gensim's test data: pip install --no-deps gensim==4.4.0, or pass --text FILE")
-    p = Path(spec.submodule_search_locations[0]) / "test" / "test_data" / "lee_background.cor"
-    return "lee_background.cor (gensim 4.4.0 test data)", p.read_text(encoding="utf-8", errors="replace")
-
-
-def load_original(source: str):
-    """The uncompressed model and tokenizer, from a folder, a hub-cache id or a .gguf file."""
-    import torch
-    import transformers
-
-    from .models.sources import open_source
-
-    p = Path(source)
-    if p.suffix == ".gguf":
-        tok = transformers.AutoTokenizer.from_pretrained(str(p.parent), gguf_file=p.name)
-        model = transformers.AutoModelForCausalLM.from_pretrained(str(p.parent), gguf_file=p.name, dtype=torch.float32)
-        return model.eval(), tok
-    folder = p if p.is_dir() else None
-    if folder is None:
-        src = open_source(source)  # resolves hub ids offline, with the usual error
-        folder = Path(src.source) if Path(src.source).is_dir() else None
-        if folder is None:
-            from huggingface_hub import snapshot_download
-
-            folder = Path(snapshot_download(source, local_files_only=True))
-    config = transformers.AutoConfig.from_pretrained(str(folder))
-    cls = next((getattr(transformers, a) for a in (config.architectures or []) if hasattr(transformers, a)), transformers.AutoModel)
-    return cls.from_pretrained(str(folder)).eval(), transformers.AutoTokenizer.from_pretrained(str(folder))
+__all__ = ["compare_models", "default_text", "evaluate", "load_source", "with_weights"]
 
 
 def _reference(cache: dict | None, key, compute):
@@ -99,15 +68,15 @@ def _causal(orig, comp, tok, text: str, window: int, max_tokens: int, cache: dic
 def _encoder(orig, comp, tok, text: str, n_sentences: int, cache: dict | None = None) -> dict[str, Any]:
     import torch
 
-    sents = [s.strip() for s in text.replace("\n", " ").split(". ") if len(s.strip()) > 20][:n_sentences]
+    sents = sentences(text, n_sentences)
     cos = []
     with torch.no_grad():
         for i in range(0, len(sents), 32):
             enc = tok(sents[i : i + 32], padding=True, truncation=True, max_length=256, return_tensors="pt")
             mask = enc["attention_mask"].unsqueeze(-1).double()
             eo = _reference(cache, ("encoder", i, len(sents)),
-                            lambda: (orig(**enc).last_hidden_state.double() * mask).sum(1) / mask.sum(1))
-            ec = (comp(**enc).last_hidden_state.double() * mask).sum(1) / mask.sum(1)
+                            lambda: (encoder_states(orig, **enc).double() * mask).sum(1) / mask.sum(1))
+            ec = (encoder_states(comp, **enc).double() * mask).sum(1) / mask.sum(1)
             cos += torch.nn.functional.cosine_similarity(eo, ec, dim=-1).tolist()
     return {"kind": "encoder", "sentences": len(cos), "pooling": "mean", "mean_cosine": sum(cos) / len(cos), "min_cosine": min(cos)}
 
@@ -120,19 +89,9 @@ def compare_models(orig, comp, tok, text: str, *, window: int = 512, max_tokens:
     ``cache`` (a dict kept by the caller for one original model and text) holds
     the original's outputs, so that comparing many models runs it once.
     """
-    if type(orig).__name__.endswith(("ForCausalLM", "LMHeadModel")):
+    if model_kind(orig) == "causal-lm":
         return _causal(orig, comp, tok, text, min(window, max_positions(orig)), max_tokens, cache)
     return _encoder(orig, comp, tok, text, sentences, cache)
-
-
-def max_positions(model) -> int:
-    """The longest input the model takes (its position table), or a large number if it has none."""
-    cfg = model.config
-    for key in ("n_positions", "max_position_embeddings", "n_ctx"):
-        v = getattr(cfg, key, None)
-        if isinstance(v, int) and v > 0:
-            return v
-    return 1 << 30
 
 
 def with_weights(model, tensors: dict[str, Any]):
@@ -142,11 +101,11 @@ def with_weights(model, tensors: dict[str, Any]):
     import numpy as np
     import torch
 
-    from .calibration import match_names
+    from .models.names import match_names
 
     comp = copy.deepcopy(model)
     params = dict(comp.named_parameters(remove_duplicate=False))
-    names = match_names(list(params), list(tensors))
+    names = match_names(list(params), list(tensors), getattr(model, "base_model_prefix", "") or "")
     missing = [n for n in tensors if n not in names]
     if missing:
         raise ValueError(f"{len(missing)} tensors match no parameter of the model, e.g. {missing[0]!r}")
@@ -159,13 +118,11 @@ def with_weights(model, tensors: dict[str, Any]):
 
 def evaluate(original: str, qnt: str | Path, *, text: str | None = None, text_name: str | None = None,
              window: int = 512, max_tokens: int = 8192, sentences: int = 256) -> dict[str, Any]:
-    from .pipeline import load
-
     t0 = time.perf_counter()
     if text is None:
         text_name, text = default_text()
-    comp, tok = load(qnt)
-    orig, otok = load_original(original)
+    comp, tok = load_qnt(qnt)
+    orig, otok = load_source(original)
     tok = tok or otok
     res = compare_models(orig, comp, tok, text, window=window, max_tokens=max_tokens, sentences=sentences)
     res.update({"original": str(original), "text": text_name or "user text",

@@ -42,6 +42,7 @@ def encode(a: np.ndarray, target: Target, *, nthreads: int = 1) -> Encoded:
         except ValueError as e:  # this candidate cannot meet the target: recorded, not hidden
             trials.append({"codec": name, "options": opts, "error": str(e)})
             continue
+        enc.recon = None  # several candidates are kept until the choice: not their decoded copies
         row = {"codec": name, "options": opts, "bpw": enc.bpw, "snr_db": enc.snr_db}
         trials.append(row)
         results.append((enc, row))

@@ -126,6 +126,9 @@ class Encoded:
     params: dict[str, Any]
     report: dict[str, Any] = field(default_factory=dict)
     stored_values: int = 0  # retained coefficients ("quantum states") or quantised weights
+    #: the decoded payload (float32), when the encoder already made it to measure the SNR;
+    #: never stored; the pipeline uses it for the Shannon gap and then drops it
+    recon: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
     def bits(self) -> int:
@@ -136,13 +139,22 @@ class Encoded:
         return self.bits / self.numel if self.numel else 0.0
 
 
-def pack_payload(codec: str, version: int, params: dict[str, Any], streams: list[bytes]) -> bytes:
-    header = json.dumps(
-        {"codec": codec, "version": version, "params": params, "streams": [len(s) for s in streams]},
+def _header(codec: str, version: int, params: dict[str, Any], lengths: list[int]) -> bytes:
+    return json.dumps(
+        {"codec": codec, "version": version, "params": params, "streams": lengths},
         separators=(",", ":"),
         allow_nan=False,
     ).encode()
+
+
+def pack_payload(codec: str, version: int, params: dict[str, Any], streams: list[bytes]) -> bytes:
+    header = _header(codec, version, params, [len(s) for s in streams])
     return struct.pack("<I", len(header)) + header + b"".join(streams)
+
+
+def framing_bytes(codec: str, version: int, params: dict[str, Any], lengths: list[int]) -> int:
+    """Bytes a payload spends on its framing (length field + JSON header) for streams of these lengths."""
+    return 4 + len(_header(codec, version, params, lengths))
 
 
 def unpack_payload(payload, codec: str, max_version: int) -> tuple[dict[str, Any], list[memoryview]]:

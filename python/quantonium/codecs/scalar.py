@@ -177,10 +177,10 @@ class _Scalar:
         step = float(np.float32(step))
         q, sym = self._quantise(c, step, nthreads)
         payload, params = self._payload(q, sym, step, extra, scl, nthreads)
-        w_hat = self.decode(payload, a.shape, name, nthreads=nthreads)
+        w_hat = np.asarray(self.decode(payload, a.shape, name, nthreads=nthreads), np.float32)
         return Encoded(
-            self.name, VERSION, payload, a.size, snr_db(w, w_hat.astype(np.float32)), params,
-            stored_values=a.size,
+            self.name, VERSION, payload, a.size, snr_db(w, w_hat), params,
+            stored_values=a.size, recon=w_hat,
         )
 
     def encode_step(self, a: np.ndarray, step: float, *, nthreads: int = 1) -> Encoded:

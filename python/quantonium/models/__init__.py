@@ -1,6 +1,19 @@
-"""Model sources (folders, hub cache, safetensors, .bin, GGUF) and parameter roles."""
+"""The model layer: where tensors come from, what they are, and live models built from them.
 
-from .arch import Roles, classify
-from .sources import EMBED_FILES, ModelSource, SourceError, open_source
+- ``sources``: resolve a folder / hub id / .safetensors / .bin / .gguf into a
+  lazy, per-tensor :class:`ModelSource` (safetensors memory-mapped, zero-copy);
+- ``arch``: parameter roles (tied copies, buffers), architecture classes, the
+  empty (meta-device) model;
+- ``names``: checkpoint names against model parameter names;
+- ``loader``: models in memory, from a ``.qnt`` (``load_qnt``) or from the
+  original source (``load_source``);
+- ``texts``: the default evaluation and calibration texts.
+"""
 
-__all__ = ["EMBED_FILES", "ModelSource", "Roles", "SourceError", "classify", "open_source"]
+from .arch import Roles, build_empty, classify, model_class, model_kind
+from .loader import LoadError, load_qnt, load_source, resolve_dtype
+from .names import match_names
+from .sources import EMBED_FILES, ModelSource, SourceError, TensorRef, open_source
+
+__all__ = ["EMBED_FILES", "LoadError", "ModelSource", "Roles", "SourceError", "TensorRef", "build_empty", "classify",
+           "load_qnt", "load_source", "match_names", "model_class", "model_kind", "open_source", "resolve_dtype"]

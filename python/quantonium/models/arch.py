@@ -28,21 +28,97 @@ class Roles:
     notes: list[str] = field(default_factory=list)
 
 
+def transformers_config(config: dict[str, Any]):
+    """The transformers configuration object of a ``config.json`` dict."""
+    import transformers
+
+    if not isinstance(config.get("model_type"), str):
+        raise ValueError("config.json names no model_type")
+    return transformers.AutoConfig.for_model(**config)
+
+
+def model_class(config: dict[str, Any]):
+    """(class, architecture name): the first of ``architectures`` transformers has, else AutoModel."""
+    import transformers
+
+    archs = config.get("architectures") or []
+    for arch in archs if isinstance(archs, list) else []:
+        cls = getattr(transformers, str(arch), None) if isinstance(arch, str) else None
+        if cls is not None:
+            return cls, arch
+    return transformers.AutoModel, (str(archs[0]) if archs else str(config.get("model_type", "unknown")))
+
+
+def build_empty(config: dict[str, Any]):
+    """The model with its parameters on the meta device (no memory) and its buffers real.
+
+    Buffers (causal masks, rotary frequencies, position ids, embedding scales)
+    are computed by the model's own constructor, so they are exactly what
+    ``from_pretrained`` would make; parameters are filled in afterwards with
+    ``assign`` (see ``models.loader``).
+    """
+    import transformers
+    from accelerate import init_empty_weights
+
+    cfg = transformers_config(config)
+    cls, _ = model_class(config)
+    with init_empty_weights(include_buffers=False):
+        model = cls.from_config(cfg) if cls is transformers.AutoModel else cls(cfg)
+    return model.eval()
+
+
+def model_kind(model) -> str:
+    """"causal-lm" for next-token models, "encoder" for the rest (embeddings are pooled)."""
+    name = model if isinstance(model, str) else type(model).__name__
+    return "causal-lm" if name.endswith(("ForCausalLM", "LMHeadModel", "ForConditionalGeneration")) else "encoder"
+
+
+def max_positions(model) -> int:
+    """The longest input the model takes (its position table), or a large number if it has none."""
+    cfg = model.config
+    for key in ("n_positions", "max_position_embeddings", "n_ctx"):
+        v = getattr(cfg, key, None)
+        if isinstance(v, int) and v > 0:
+            return v
+    return 1 << 30
+
+
+def find_blocks(model) -> list:
+    """The model's repeated blocks (decoder / encoder layers): the ModuleList of one class holding
+    the most parameters. Empty when the model has none."""
+    import torch
+
+    best, best_n = None, 0
+    for mod in model.modules():
+        if isinstance(mod, torch.nn.ModuleList) and len(mod) and len({type(m) for m in mod}) == 1:
+            n = sum(p.numel() for p in mod.parameters())
+            if n > best_n:
+                best, best_n = mod, n
+    return list(best) if best is not None else []
+
+
+def encoder_states(model, **inputs):
+    """The last hidden states of an encoder, whatever head its class carries.
+
+    ``BertForMaskedLM`` and friends return logits, not hidden states: the
+    base model (``model.<base_model_prefix>``) gives them.
+    """
+    base = getattr(model, getattr(model, "base_model_prefix", "") or "", None)
+    out = (base if base is not None and base is not model else model)(**inputs)
+    h = getattr(out, "last_hidden_state", None)
+    if h is None:
+        raise ValueError(f"{type(model).__name__} gives no last hidden state: cannot pool embeddings")
+    return h
+
+
 def _meta_model(config: dict[str, Any]):
     import torch
     import transformers
 
-    archs = config.get("architectures") or []
-    model_type = config.get("model_type")
-    if not model_type:
+    if not config.get("model_type"):
         return None, "unknown"
-    cfg = transformers.AutoConfig.for_model(**config)
-    for arch in archs:
-        cls = getattr(transformers, arch, None)
-        if cls is not None:
-            break
-    else:
-        cls, arch = transformers.AutoModel, (archs[0] if archs else model_type)
+    cfg = transformers_config(config)
+    cls, arch = model_class(config)
     with torch.device("meta"):
         model = cls.from_config(cfg) if cls is transformers.AutoModel else cls(cfg)
     return model, arch

@@ -26,8 +26,9 @@ from typing import Any
 import numpy as np
 
 from ..filenames import KNOWN_FILES
+from .safetensors_view import SafetensorsView, TensorSpan
 
-__all__ = ["EMBED_FILES", "ModelSource", "SourceError", "open_source"]
+__all__ = ["EMBED_FILES", "ModelSource", "SourceError", "TensorRef", "open_source"]
 
 #: Files copied into the .qnt so that it is self-contained (the container's allow-list).
 EMBED_FILES = tuple(sorted(KNOWN_FILES))
@@ -51,10 +52,60 @@ class ModelSource:
     files: dict[str, bytes] = field(default_factory=dict)
     license: str = "unknown"
     shared: dict[str, str] = field(default_factory=dict)  # name -> the name it shares storage with
+    #: where each tensor lies in its file (safetensors sources): workers can read it themselves
+    spans: dict[str, TensorSpan] = field(default_factory=dict)
+    #: shape and bytes of each tensor, known without reading it
+    shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    sizes: dict[str, int] = field(default_factory=dict)
+    #: the files the weights come from (the run's identity for resuming)
+    paths: list[str] = field(default_factory=list)
+    #: (model, tokenizer) when reading the source already built the model (GGUF): reused, not built twice
+    live: tuple[Any, Any] | None = None
+
+    def shape(self, name: str) -> tuple[int, ...]:
+        return self.shapes[name]
+
+    def nbytes(self, name: str) -> int:
+        return self.sizes[name]
 
     @property
     def model_id(self) -> str:
         return str(self.config.get("_name_or_path") or Path(self.source).name)
+
+    def ref(self, name: str) -> TensorRef:
+        """A picklable reference to one tensor: its file span when it has one, else its data."""
+        span = self.spans.get(name)
+        return TensorRef(name, span=span) if span is not None else TensorRef(name, data=np.asarray(self.read(name)))
+
+
+@dataclass(frozen=True)
+class TensorRef:
+    """One source tensor, as a job carries it: a span of a safetensors file (read where the
+    job runs, zero-copy) or the array itself (sources that are not memory-mappable)."""
+
+    name: str
+    span: TensorSpan | None = None
+    data: np.ndarray | None = None
+
+    def read(self) -> np.ndarray:
+        if self.data is not None:
+            return self.data
+        if self.span is None:
+            raise ValueError(f"tensor reference {self.name!r} holds neither a file span nor data")
+        return _span_view(self.name, self.span)
+
+
+_OPEN_VIEWS: dict[str, SafetensorsView] = {}
+
+
+def _span_view(name: str, span: TensorSpan) -> np.ndarray:
+    """The array at ``span`` (each file mapped once per process), checked against the file."""
+    v = _OPEN_VIEWS.get(span.path)
+    if v is None:
+        v = _OPEN_VIEWS[span.path] = SafetensorsView(span.path)
+    if v.spans.get(name) != span:
+        raise ValueError(f"{span.path}: tensor {name!r} is not where the plan says (the file changed?)")
+    return v.array(name)
 
 
 def _to_numpy(t) -> np.ndarray:
@@ -89,39 +140,47 @@ def _embed(folder: Path) -> dict[str, bytes]:
 
 
 def _safetensors_source(source: str, files: list[Path], folder: Path | None) -> ModelSource:
-    from safetensors import safe_open
-
-    where: dict[str, Path] = {}
-    dtypes: dict[str, str] = {}
+    views: dict[str, SafetensorsView] = {}
+    where: dict[str, SafetensorsView] = {}
     for f in files:
         try:
-            with safe_open(str(f), framework="pt") as h:
-                for name in h.keys():
-                    if name in where:
-                        raise SourceError(f"{source}: tensor {name!r} appears in two shards")
-                    where[name] = f
-                    dtypes[name] = str(h.get_slice(name).get_dtype())
-        except SourceError:
-            raise
-        except Exception as e:  # safetensors raises its own error types
+            v = views[str(f)] = SafetensorsView(f)
+        except (OSError, ValueError) as e:
             raise SourceError(f"{f}: not a readable safetensors file ({e})") from None
+        for name in v.names():
+            if name in where:
+                raise SourceError(f"{source}: tensor {name!r} appears in two shards")
+            where[name] = v
 
-    def read(name: str) -> np.ndarray:
-        with safe_open(str(where[name]), framework="pt") as h:
-            return _to_numpy(h.get_tensor(name))
-
-    config = json.loads((folder / "config.json").read_text()) if folder and (folder / "config.json").is_file() else {}
+    config = _read_config(folder) if folder else {}
     return ModelSource(
         source=source,
         kind="safetensors" if folder is None else "hf-folder",
         names=list(where),
-        read=read,
-        source_dtypes=dtypes,
+        read=lambda name: where[name].array(name),
+        source_dtypes={n: v.dtype_name(n) for n, v in where.items()},
         source_bytes=sum(f.stat().st_size for f in files),
         config=config,
         files=_embed(folder) if folder else {},
         license=_license_from(folder, config) if folder else "unknown",
+        spans={n: v.spans[n] for n, v in where.items()},
+        shapes={n: v.spans[n].shape for n, v in where.items()},
+        sizes={n: v.spans[n].nbytes for n, v in where.items()},
+        paths=[str(f) for f in files],
     )
+
+
+def _read_config(folder: Path) -> dict[str, Any]:
+    p = folder / "config.json"
+    if not p.is_file():
+        return {}
+    try:
+        cfg = json.loads(p.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+        raise SourceError(f"{p}: not valid JSON ({str(e)[:80]})") from None
+    if not isinstance(cfg, dict):
+        raise SourceError(f"{p}: not a JSON object")
+    return cfg
 
 
 def _bin_source(source: str, files: list[Path], folder: Path) -> ModelSource:
@@ -144,7 +203,7 @@ def _bin_source(source: str, files: list[Path], folder: Path) -> ModelSource:
             shared[name] = seen[key]
         else:
             seen[key] = name
-    config = json.loads((folder / "config.json").read_text()) if (folder / "config.json").is_file() else {}
+    config = _read_config(folder)
     return ModelSource(
         source=source,
         kind="pytorch-bin",
@@ -156,6 +215,9 @@ def _bin_source(source: str, files: list[Path], folder: Path) -> ModelSource:
         files=_embed(folder),
         license=_license_from(folder, config),
         shared=shared,
+        shapes={n: tuple(t.shape) for n, t in state.items()},
+        sizes={n: t.numel() * t.element_size() for n, t in state.items()},
+        paths=[str(f) for f in files],
     )
 
 
@@ -209,6 +271,10 @@ def _gguf_source(path: Path) -> ModelSource:
         files=files,
         license=gguf_license,
         shared=shared,
+        shapes={n: tuple(t.shape) for n, t in state.items()},
+        sizes={n: t.numel() * t.element_size() for n, t in state.items()},
+        paths=[str(path)],
+        live=(model.eval(), tok),
     )
 
 
