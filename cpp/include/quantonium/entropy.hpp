@@ -35,7 +35,8 @@
 //       chunk bodies         chunk k codes symbols [k*C, min((k+1)*C, count))
 // A chunk body: W final states (u32 little-endian, state j first), then the
 // renormalisation words (u16 little-endian), read front to back. Symbol i of
-// the chunk (0-based) belongs to state i mod W. Decoding symbol i with state
+// the chunk (0-based) belongs to state i mod W; symbols are decoded in order
+// i = 0, 1, ..., each renormalising right after it. Decoding symbol i with state
 // x:  slot = x & (M-1); s = the index whose [cum, cum + freq) holds slot;
 //     x = freq[s] * (x >> S) + slot - cum[s];  if x < 2^16: x = (x << 16) | next word.
 // Every state starts (encoder) and must end (decoder) at L = 2^16, and every
@@ -45,10 +46,10 @@
 // order the decoder reads them. Chunks are independent, so any number of
 // threads encodes or decodes them; the bytes never depend on `nthreads`.
 //
-// The encoder's choices (all recorded in the stream, so a decoder needs no
-// rule): S = clamp(ceil(log2(nsym)) + 4, 12, 16); W = 1 below 2^13 symbols,
-// 8 below 2^16, else 32; C = 2^20. Frequencies: normalize_frequencies(counts,
-// S) (largest remainders, see rans.cpp), which the Python reference mirrors.
+// The encoder's choices (recorded in the stream; the decoder derives only lb):
+// S = clamp(ceil(log2(nsym)) + 4, 12, 16); W = 1 below 2^13 symbols, 8 below
+// 2^16, else 32; C = 2^20. Frequencies: normalize_frequencies_v2(counts, S)
+// (largest remainders), which the Python reference (quant_reference) mirrors.
 //
 // Format 1 (issue 3; decoded forever, written on request): single 32-bit state,
 // byte renormalisation, 16-bit frequencies. All integers LEB128 varints.
@@ -57,7 +58,7 @@
 //     zigzag(min_symbol)     smallest symbol
 //     span                   max_symbol - min_symbol + 1 (<= 65536)
 //     freq[span]             normalised frequencies, summing to 2^16
-//                            (normalize_frequencies_v1)
+//                            (normalize_frequencies)
 //     if more than one symbol is present:
 //       u32 little-endian    final rANS state
 //       bytes                the rANS byte stream (decoded front to back)
