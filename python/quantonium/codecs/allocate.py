@@ -48,6 +48,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+import quantonium_native as qn
+
 from . import Encoded
 from .rate import split_set
 from .scalar import Direct, RftDense
@@ -85,9 +87,10 @@ def _coder(codec: str, row, col):
 
 
 def _table_bits(span: np.ndarray, n: int) -> float:
-    """Bits of the rANS frequency table: one varint per symbol of the span (16-bit frequencies)."""
-    f = np.where(span > 0, np.maximum(1, np.rint(span * (65536.0 / n))), 0)
-    return 8.0 * (float(np.sum(1 + (f >= 128) + (f >= 16384))) + 12)
+    """Bits of the rANS stream's header and frequency table for these symbol counts (format 2,
+    exact for the counts given: ``rans_stream_size``; on a sample, rare symbols may be missing)."""
+    del n  # the table does not depend on the number of symbols beyond the counts
+    return 8.0 * qn.rans_stream_size(span.astype(np.int64))[0]
 
 
 def _header_bytes(codec: str, step: float, sym: str, extra: dict, streams: list[int]) -> int:

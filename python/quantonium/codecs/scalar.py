@@ -8,7 +8,9 @@ is orthogonal, so the error in the coefficients is the error in the weights.
 Both use one step for the whole tensor: with entropy coding, a single step is
 what minimises the squared error at a given rate (high-rate theory), and the
 entropy coder makes the rare large symbols of outliers cheap. The symbols
-(int8, or int16 when they need it) are coded with order-0 rANS.
+(int8, or int16 when they need it) are coded with order-0 rANS (stream
+format 2 since payload version 3; the decoder reads either stream format,
+so versions 1 and 2 still decode).
 
 Rate control searches the step by bisection on measured values: the SNR for a
 target SNR (to within 0.05 dB where the tensor allows), the payload size for a
@@ -35,7 +37,7 @@ import quantonium_native as qn
 from .base import CodecError, Encoded, Target, as_float32, dtype_name, from_float32, pack_payload, param, unpack_payload
 from ..metrics import snr_db
 
-VERSION = 2  # 2: optional row/column sensitivity scales
+VERSION = 3  # 2: optional row/column sensitivity scales; 3: rANS stream format 2 (1 and 2 still decode)
 _SEARCH_STEPS = 48
 
 
@@ -110,9 +112,9 @@ class _Scalar:
         steps = np.array([step], np.float32)
         return qn.quantize_uniform(c, steps, group_size=max(1, c.size), symbol_dtype=sym, nthreads=nthreads), sym
 
-    def _payload(self, q: np.ndarray, sym: str, step: float, extra: dict, scale_streams: list[bytes] = ()) -> tuple[bytes, dict]:
+    def _payload(self, q: np.ndarray, sym: str, step: float, extra: dict, scale_streams: list[bytes] = (), nthreads: int = 1) -> tuple[bytes, dict]:
         params = {"step": float(np.float32(step)), "symbols": sym, **extra}
-        return pack_payload(self.name, VERSION, params, [qn.rans_encode(q), *scale_streams]), params
+        return pack_payload(self.name, VERSION, params, [qn.rans_encode(q, nthreads=nthreads), *scale_streams]), params
 
     def encode(self, a: np.ndarray, target: Target, *, nthreads: int = 1) -> Encoded:
         if target.keep is not None:
@@ -123,7 +125,7 @@ class _Scalar:
         power = float(np.mean(c.astype(np.float64) ** 2)) if c.size else 0.0
         if power == 0.0:  # all zeros: any step gives an exact result
             q, sym = self._quantise(c, 1.0, nthreads)
-            payload, params = self._payload(q, sym, 1.0, extra, scl)
+            payload, params = self._payload(q, sym, 1.0, extra, scl, nthreads)
             return Encoded(self.name, VERSION, payload, a.size, math.inf, params, stored_values=a.size)
 
         def coeff_snr(step: float) -> float:
@@ -133,7 +135,7 @@ class _Scalar:
 
         def payload_bits(step: float) -> int:
             q, sym = self._quantise(c, step, nthreads)
-            return 8 * len(self._payload(q, sym, step, extra, scl)[0])
+            return 8 * len(self._payload(q, sym, step, extra, scl, nthreads)[0])
 
         rms = math.sqrt(power)
         lo, hi = math.log(rms * 1e-4), math.log(rms * 64.0)  # step range searched
@@ -174,7 +176,7 @@ class _Scalar:
     def _finish(self, a, w, c, step, extra, scl, name, nthreads) -> Encoded:
         step = float(np.float32(step))
         q, sym = self._quantise(c, step, nthreads)
-        payload, params = self._payload(q, sym, step, extra, scl)
+        payload, params = self._payload(q, sym, step, extra, scl, nthreads)
         w_hat = np.asarray(self.decode(payload, a.shape, name, nthreads=nthreads), np.float32)
         return Encoded(
             self.name, VERSION, payload, a.size, snr_db(w, w_hat), params,
@@ -215,7 +217,7 @@ class _Scalar:
                     a, b = (v, b) if key == "row" else (a, v)
                     k += 1
         try:
-            q = qn.rans_decode(streams[0], n, sym)
+            q = qn.rans_decode(streams[0], n, sym, nthreads=nthreads)
         except ValueError as e:
             raise CodecError(f"{self.name}: {e}") from None
         c = qn.dequantize_uniform(q, np.array([step], np.float32), group_size=max(1, n), nthreads=nthreads)
