@@ -18,7 +18,10 @@ The safetensors file is written tensor by tensor (the ``safetensors`` package
 has no streaming writer and would need the whole 5.26 GB in memory): the
 header is the package's documented format (u64 length + JSON with dtype,
 shape and data offsets), and the result is checked by reading it back with
-``safetensors.safe_open``. A tokenizer is not written: these are weights only.
+``safetensors.safe_open``. The tokenizer is a byte-level BPE trained here on
+the bundled Wikipedia prose (gensim test data) up to the model's vocabulary
+size: the real GPT-2 tokenizer cannot be downloaded, and calibration only
+needs token ids in range (the weights are random anyway).
 """
 
 from __future__ import annotations
@@ -93,6 +96,7 @@ def write(kind: str, outdir: Path, seed: int = 0) -> Path:
                 f.write((np.zeros if init == "zeros" else np.ones)(shape, np.float32).tobytes())
     tmp.replace(path)
     (outdir / "config.json").write_text(json.dumps(config, indent=2))
+    write_tokenizer(outdir, int(config["vocab_size"]))
     from safetensors import safe_open
 
     with safe_open(str(path), framework="np") as h:
@@ -102,12 +106,35 @@ def write(kind: str, outdir: Path, seed: int = 0) -> Path:
     return path
 
 
+def write_tokenizer(outdir: Path, vocab_size: int) -> None:
+    """A byte-level BPE tokenizer trained on the bundled Wikipedia prose, saved as tokenizer.json."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    from quantonium.models.texts import calibration_text
+
+    _, text = calibration_text()
+    tk = Tokenizer(models.BPE())
+    tk.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tk.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size - 1, special_tokens=["<|endoftext|>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tk.train_from_iterator(text.split("\n"), trainer)
+    PreTrainedTokenizerFast(tokenizer_object=tk, eos_token="<|endoftext|>", bos_token="<|endoftext|>",
+                            pad_token="<|endoftext|>").save_pretrained(outdir)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("kind", choices=sorted(SHAPES))
     ap.add_argument("outdir")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--tokenizer-only", action="store_true", help="(re)write the tokenizer of an existing folder")
     a = ap.parse_args(argv)
+    if a.tokenizer_only:
+        config = json.loads((Path(a.outdir) / "config.json").read_text())
+        write_tokenizer(Path(a.outdir), int(config["vocab_size"]))
+        return 0
     p = write(a.kind, Path(a.outdir), a.seed)
     print(f"wrote {p} ({p.stat().st_size:,} bytes)", file=sys.stderr)
     return 0

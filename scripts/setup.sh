@@ -14,7 +14,8 @@ cd "$(dirname "$0")/.."
 # machine does not have) are noise; everything else goes to stderr.
 quiet() { { grep -v "^WARNING: Location" || true; } >&2; }
 
-APT_PACKAGES=(build-essential pkg-config libfftw3-dev libeigen3-dev libbenchmark-dev)
+# libhtscodecs-dev: htscodecs' rANS Nx16, the peer of bench/entropy_bench.py (loaded through ctypes)
+APT_PACKAGES=(build-essential pkg-config libfftw3-dev libeigen3-dev libbenchmark-dev libhtscodecs-dev)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

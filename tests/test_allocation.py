@@ -26,7 +26,7 @@ def test_scales_put_the_error_where_the_weight_is_large(rng, cls):
     row = np.ones(64)
     row[:8] = 100.0  # rows 0-7 are 100x more sensitive: step 10x finer there
     enc = cls(row_scale=row).encode_step(w, 0.05)
-    assert enc.params["scales"] == "row" and enc.version == 2
+    assert enc.params["scales"] == "row" and enc.version >= 2  # scales since version 2
     back = decode_tensor(enc.payload, cls.name, w.shape, "float32")
     err = np.mean((back - w) ** 2, axis=1)
     assert err[:8].mean() < err[8:].mean() / 30

@@ -692,9 +692,10 @@ def test_output_onto_a_folder_fails_before_any_work(tmp_path, monkeypatch):
     one_line_error(rc, err, "outdir")
     assert "is a folder" in err and list((tmp_path / "outdir").iterdir()) == []
     from quantonium import pipeline
+    from quantonium.compress import run
 
     called = []
-    monkeypatch.setattr(pipeline, "open_source", lambda *a: called.append(a))
+    monkeypatch.setattr(run, "open_source", lambda *a: called.append(a))
     with pytest.raises(outputs.OutputError, match="is a folder"):
         pipeline.compress(str(d), tmp_path / "outdir", codec="lossless", progress=False)
     assert called == []  # the source was not even opened

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -168,3 +172,60 @@ def test_non_finite_values_stay_in_their_row(rng):
     y = qn.rft_forward(x)
     assert np.isnan(y[1]).all()
     assert np.isfinite(y[[0, 2]]).all()
+
+
+@pytest.mark.parametrize("n", [1024, 1000])
+def test_large_outputs_equal_every_layout_bit_for_bit(rng, n):
+    # Outputs above 8 MiB are written with streaming stores and contiguous
+    # complex inputs are read chunk by chunk in one copy: neither may change a
+    # value. Compare against strided input and output layouts, which take the
+    # per-row paths, and check the result against the reference.
+    rows = (9 << 20) // (8 * n) + 3  # > 8 MiB of complex64, a short last chunk
+    x = make(rng, (rows, n), np.complex64)
+    y = qn.rft_forward(x)
+    assert rel_err(y[:64], ref.rft_forward(x[:64])) < RTOL[np.dtype(np.complex64)]
+    wide = np.zeros((rows, 2 * n), np.complex64)
+    wide[:, ::2] = x
+    np.testing.assert_array_equal(qn.rft_forward(wide[:, ::2]), y)  # strided input
+    out = np.zeros((rows, 2 * n), np.complex64)
+    qn.rft_forward(x, out=out[:, ::2])  # strided output
+    np.testing.assert_array_equal(out[:, ::2], y)
+    assert not out[:, 1::2].any()
+    z = x.copy()
+    qn.rft_forward(z, out=z)  # in place
+    np.testing.assert_array_equal(z, y)
+    back = qn.rft_inverse(y)
+    np.testing.assert_array_equal(qn.rft_inverse(y, out=out[:, ::2]), back)
+    assert rel_err(back, x) < 1e-5
+    # the same rows in a batch too small to stream (but of at least one full
+    # chunk of 128 KiB, so that the same FFTW plan runs)
+    np.testing.assert_array_equal(qn.rft_forward(x[:40]), y[:40])
+    np.testing.assert_array_equal(qn.rft_inverse(y[-40:]), back[-40:])
+
+
+STREAM_SCRIPT = """
+import numpy as np, quantonium_native as qn
+rng = np.random.default_rng(1)
+rows, n = 1030, 1024 + 3  # > 8 MiB of complex64; odd n: rows start off the vector boundary
+for dt in (np.complex64, np.complex128):
+    x = (rng.standard_normal((rows, n)) + 1j * rng.standard_normal((rows, n))).astype(dt)
+    y = qn.rft_forward(x)  # streamed
+    out = np.zeros((rows, 2 * n), dt)
+    qn.rft_forward(x, out=out[:, ::2])  # strided: ordinary stores
+    assert np.array_equal(out[:, ::2], y), dt
+    back = qn.rft_inverse(y)
+    qn.rft_inverse(y, out=out[:, ::2])
+    assert np.array_equal(out[:, ::2], back), dt
+print(qn.build_info()["simd_selected"])
+"""
+
+
+def test_streamed_output_equals_ordinary_stores_on_every_simd_path():
+    compiled = qn.build_info()["simd_compiled"]
+    usable = compiled[: compiled.index(qn.build_info()["simd_selected"]) + 1]
+    for path in usable:
+        env = dict(os.environ, QUANTONIUM_SIMD=path)
+        res = subprocess.run([sys.executable, "-c", STREAM_SCRIPT], env=env, capture_output=True,
+                             text=True, timeout=300)
+        assert res.returncode == 0, (path, res.stderr[-2000:])
+        assert res.stdout.strip() == path

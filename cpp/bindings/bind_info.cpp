@@ -20,6 +20,7 @@ void add_info(py::module_& m) {
         d["architecture"] = i.architecture;
         d["simd_compiled"] = i.simd_compiled;
         d["simd_selected"] = i.simd_selected;
+        d["rans_kernels"] = i.rans_kernels;
         d["planner_effort"] = i.planner_effort;
         return d;
       },
@@ -32,7 +33,8 @@ dict
     ``version``, ``fftw_version`` (FFTW's own version string), ``compiler``,
     ``architecture``, ``simd_compiled`` (SIMD paths in this binary),
     ``simd_selected`` (the one chosen for this CPU at run time; the environment
-    variable QUANTONIUM_SIMD can force a lower one) and ``planner_effort``.
+    variable QUANTONIUM_SIMD can force a lower one), ``planner_effort`` and
+    ``rans_kernels`` (the rANS chunk kernels in use: "avx512f" or "scalar").
 )doc");
   m.def(
       "set_planner_effort", [](const std::string& e) { qn::set_planner_effort(e.c_str()); },

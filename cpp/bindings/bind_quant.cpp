@@ -1,8 +1,7 @@
-// Bindings of the quantisers, bit packing and the rANS entropy coder.
+// Bindings of the quantisers and bit packing (the entropy coder: bind_entropy.cpp).
 #include <cstring>
 
 #include "bind_common.hpp"
-#include "quantonium/entropy.hpp"
 #include "quantonium/quant.hpp"
 
 namespace qnpy {
@@ -271,57 +270,6 @@ py::array unpack_bits(const py::object& data, int bits, qn::index_t count, const
   return out;
 }
 
-py::bytes rans_encode(const py::object& so) {
-  const char* fname = "rans_encode";
-  py::array s = c_contig(as_array(so));
-  std::vector<std::uint8_t> enc;
-  auto go = [&](auto tag) {
-    using S = decltype(tag);
-    const S* p = static_cast<const S*>(s.data());
-    const qn::index_t n = s.size();
-    py::gil_scoped_release release;
-    enc = qn::rans_encode(p, n);
-  };
-  if (s.dtype().equal(py::dtype::of<std::int8_t>()))
-    go(std::int8_t{});
-  else if (s.dtype().equal(py::dtype::of<std::int16_t>()))
-    go(std::int16_t{});
-  else if (s.dtype().equal(py::dtype::of<std::uint8_t>()))
-    go(std::uint8_t{});
-  else
-    throw py::type_error(std::string(fname) + ": unsupported dtype " + dtype_str(s) +
-                         "; expected one of int8, int16, uint8");
-  return py::bytes(reinterpret_cast<const char*>(enc.data()), enc.size());
-}
-
-py::array rans_decode(const py::object& data, qn::index_t count, const std::string& dtype) {
-  const char* fname = "rans_decode";
-  if (count < 0) throw py::value_error(std::string(fname) + ": count must be >= 0");
-  const Bytes b = bytes_of(data, fname);
-  py::array out;
-  if (dtype == "int8")
-    out = py::array(py::dtype::of<std::int8_t>(), std::vector<py::ssize_t>{count});
-  else if (dtype == "int16")
-    out = py::array(py::dtype::of<std::int16_t>(), std::vector<py::ssize_t>{count});
-  else if (dtype == "uint8")
-    out = py::array(py::dtype::of<std::uint8_t>(), std::vector<py::ssize_t>{count});
-  else
-    throw py::value_error(std::string(fname) + ": dtype must be 'int8', 'int16' or 'uint8'");
-  // The stream's own count is checked before the output is used, and the
-  // output was sized from the caller's count, never from the stream.
-  void* o = out.mutable_data();
-  {
-    py::gil_scoped_release release;
-    if (dtype == "int8")
-      qn::rans_decode(b.ptr(), b.size(), count, static_cast<std::int8_t*>(o));
-    else if (dtype == "int16")
-      qn::rans_decode(b.ptr(), b.size(), count, static_cast<std::int16_t*>(o));
-    else
-      qn::rans_decode(b.ptr(), b.size(), count, static_cast<std::uint8_t*>(o));
-  }
-  return out;
-}
-
 }  // namespace
 
 void add_quant(py::module_& m) {
@@ -396,19 +344,6 @@ Unpacks ``count`` values of ``bits`` bits; the input must hold exactly
 ``ceil(count * bits / 8)`` bytes.
 )doc",
         "data"_a, "bits"_a, "count"_a, "dtype"_a = "uint8");
-  m.def("rans_encode", &rans_encode, R"doc(
-Order-0 rANS coding of int8, int16 or uint8 symbols (flattened in C order).
-
-Returns a self-describing stream (count, symbol range, 16-bit frequency table,
-state, payload); see cpp/include/quantonium/entropy.hpp.
-)doc",
-        "symbols"_a);
-  m.def("rans_decode", &rans_decode, R"doc(
-Decodes exactly ``count`` symbols of ``dtype`` ("int8", "int16", "uint8").
-Any inconsistency (count, table, truncation, trailing bytes, final state)
-raises ValueError; the output is sized from ``count``, never from the stream.
-)doc",
-        "data"_a, "count"_a, "dtype"_a);
 }
 
 }  // namespace qnpy

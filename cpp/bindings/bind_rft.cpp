@@ -119,7 +119,7 @@ numpy.ndarray
 const char* const kRawDoc = R"doc(
 Raw, unnormalised FFTW c2c transform of C-contiguous rows along the last axis.
 
-The performance floor of the benchmarks (bench/compare_numpy.py): the same
+One of the floors of bench/rft_vs_fftw.py (our own raw FFTW call): the same
 plan cache and planner effort as the RFT, no phases, no scaling. With
 ``blocked=False`` one out-of-place FFTW plan covers the whole batch (FFTW's own
 threads); with ``blocked=True`` the rows go through FFTW in the same

@@ -3,6 +3,7 @@
 #include <fftw3.h>
 
 #include "quantonium/rft.hpp"
+#include "rans_internal.hpp"
 #include "simd_kernels.hpp"
 
 #ifndef QN_VERSION
@@ -31,6 +32,7 @@ BuildInfo build_info() {
 #endif
   info.simd_compiled = simd::compiled_paths();
   info.simd_selected = simd::selected_path();
+  info.rans_kernels = rans_detail::rans_kernel_path();
   info.planner_effort = planner_effort();
   return info;
 }

@@ -116,12 +116,11 @@ template <class T>
 struct GemmOp {
   const RowMat<T>* A;
   index_t n;
-  std::complex<T>* operator()(std::complex<T>* buf, std::complex<T>* tmp, index_t rows) const {
+  void operator()(const std::complex<T>* src, std::complex<T>* dst, index_t rows) const {
     const auto R = static_cast<Eigen::Index>(rows), N = static_cast<Eigen::Index>(n);
-    Eigen::Map<const RowMat<T>> X(buf, R, N);
-    Eigen::Map<RowMat<T>> Y(tmp, R, N);
+    Eigen::Map<const RowMat<T>> X(src, R, N);
+    Eigen::Map<RowMat<T>> Y(dst, R, N);
     Y.noalias() = X * (*A);
-    return tmp;
   }
 };
 
@@ -149,7 +148,7 @@ void canonical_rft(Direction dir, const Batch& b, const RowsIn<T>& in, const Row
   // GEMM chunks: enough rows to amortise the basis, bounded to stay in cache.
   auto split = detail::split_work(b.rows(), b.n * index_t(sizeof(std::complex<T>)) / 8, nthreads);
   GemmOp<T> op{&matrix<T>(*B, dir), b.n};
-  detail::run_rows<T>(b, in, out, nullptr, false, nullptr, split, true, op);
+  detail::run_rows<T>(b, in, out, nullptr, false, nullptr, split, op);
 }
 
 template void canonical_rft<float>(Direction, const Batch&, const RowsIn<float>&,

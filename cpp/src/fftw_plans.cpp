@@ -73,12 +73,15 @@ std::shared_ptr<const Plan<T>> get_plan(index_t n, index_t howmany, int sign, bo
   auto it = c.find(key);
   if (it != c.end()) return it->second;
 
-  if (nthreads > 1 && !threads_ready) {
+  // FFTW's thread count is a process-wide setting that other users of the
+  // same library (another extension, ctypes) may change: set it for every
+  // plan, after initialising FFTW's threads once.
+  if (!threads_ready) {
     if (fftw_init_threads() == 0 || fftwf_init_threads() == 0)
       throw std::runtime_error("FFTW could not initialise its threads");
     threads_ready = true;
   }
-  if (threads_ready) Fftw<T>::plan_with_nthreads(nthreads);
+  Fftw<T>::plan_with_nthreads(nthreads);
 
   // Planning with FFTW_MEASURE overwrites its arrays: plan on scratch arrays
   // that have the same alignment offsets as the arrays the plan will run on.
@@ -99,8 +102,11 @@ std::shared_ptr<const Plan<T>> get_plan(index_t n, index_t howmany, int sign, bo
   };
   cpx* in = shift(raw_in, align_in);
   cpx* out = inplace ? in : shift(raw_out, align_out);
+  // Out of place, the input is preserved (FFTW's default for c2c, made
+  // explicit: _fftw_c2c runs these plans on the caller's read-only rows).
+  const unsigned flags = flags_ref() | (inplace ? 0u : unsigned(FFTW_PRESERVE_INPUT));
   auto p = Fftw<T>::plan_many(static_cast<int>(n), static_cast<int>(howmany), in, out, sign,
-                              flags_ref());
+                              flags);
   Fftw<T>::free(raw_in);
   Fftw<T>::free(raw_out);
   if (p == nullptr)

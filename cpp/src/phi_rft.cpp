@@ -73,12 +73,15 @@ std::shared_ptr<const PhaseTable<T>> phases_shared(index_t n, double beta, doubl
   return res.first->second;
 }
 
+/// The engine's op: one out-of-place FFTW plan over a chunk of rows (an
+/// in-place plan makes FFTW copy every row through a buffer of its own).
 template <class T>
 struct FftOp {
   std::shared_ptr<const detail::Plan<T>> plan;
-  std::complex<T>* operator()(std::complex<T>* buf, std::complex<T>*, index_t) const {
-    plan->execute(buf, buf);
-    return buf;
+  void operator()(const std::complex<T>* src, std::complex<T>* dst, index_t) const {
+    // The plan preserves its input (FFTW_PRESERVE_INPUT): the cast only
+    // satisfies FFTW's non-const signature.
+    plan->execute(const_cast<std::complex<T>*>(src), dst);
   }
 };
 
@@ -111,11 +114,13 @@ void phi_rft(Direction dir, const Batch& b, const RowsIn<T>& in, const RowsOut<T
   auto ph = phases_shared<T>(b.n, beta, sigma);
   const auto split = detail::split_work(b.rows(), b.n * index_t(sizeof(std::complex<T>)), nthreads);
   const int sign = dir == Direction::forward ? FFTW_FORWARD : FFTW_BACKWARD;
-  FftOp<T> op{detail::get_plan<T>(b.n, split.chunk, sign, true, split.op_threads)};
+  // Forward: FFT, then the phases fused into the write-out. Inverse: the
+  // conjugate phases fused into the read-in, then FFT.
+  FftOp<T> op{detail::get_plan<T>(b.n, split.chunk, sign, false, split.op_threads)};
   if (dir == Direction::forward)
-    detail::run_rows<T>(b, in, out, nullptr, false, ph->data(), split, false, op);
+    detail::run_rows<T>(b, in, out, nullptr, false, ph->data(), split, op);
   else
-    detail::run_rows<T>(b, in, out, ph->data(), true, nullptr, split, false, op);
+    detail::run_rows<T>(b, in, out, ph->data(), true, nullptr, split, op);
 }
 
 template <class T>

@@ -7,7 +7,9 @@
 // Compiler multiversioning was chosen over Highway/xsimd because the kernels
 // are a handful of elementwise loops that GCC vectorises well; measured with
 // BM_PhaseKernel (bench/cpp/bench_rft.cpp), the AVX2 path runs the phase
-// multiply 2.2x faster than the SSE2 one (README, results).
+// multiply about 1.9x faster than the SSE2 one (README, "How the native core
+// works"). The streaming copy needs intrinsics (GCC emits no streaming store
+// by itself): one version per path, through a macro.
 #include "simd_kernels.hpp"
 
 #include <cmath>
@@ -26,6 +28,7 @@
 
 #if (defined(__x86_64__) || defined(_M_X64)) && defined(__GNUC__)
 #define QN_X86_64 1
+#include <immintrin.h>  // streaming stores (SSE2 baseline; AVX, AVX-512 in their paths)
 #endif
 
 namespace qn::simd {
@@ -76,6 +79,67 @@ QN_ALWAYS_INLINE void r2c_body(const T* QN_RESTRICT x, T* QN_RESTRICT out, index
     out[2 * j + 1] = T(0);
   }
 }
+
+// Streaming copy of n complex values (2n scalars): plain stores up to the
+// first BYTES boundary of out, BYTES-wide non-temporal stores (unaligned
+// loads) for the body, plain stores for the tail. A macro, so that the vector
+// statements sit directly in the function carrying the path's target
+// attribute (GCC will not inline an intrinsic wrapper across targets).
+#define QN_STREAM_BODY(BYTES, COPY_F, COPY_D)                                      \
+  const index_t count = 2 * n;                                                     \
+  constexpr index_t lane = (BYTES) / index_t(sizeof(T));                           \
+  index_t i = 0;                                                                   \
+  while (i < count && (reinterpret_cast<std::uintptr_t>(out + i) % (BYTES)) != 0) { \
+    out[i] = a[i];                                                                 \
+    ++i;                                                                           \
+  }                                                                                \
+  for (; i + 4 * lane <= count; i += 4 * lane) {                                  \
+    for (index_t j = i; j < i + 4 * lane; j += lane) { /* unrolled by GCC */       \
+      if constexpr (sizeof(T) == 4) {                                              \
+        COPY_F;                                                                    \
+      } else {                                                                     \
+        COPY_D;                                                                    \
+      }                                                                            \
+    }                                                                              \
+  }                                                                                \
+  for (index_t j = i; j + lane <= count; j += lane, i += lane) {                   \
+    if constexpr (sizeof(T) == 4) {                                                \
+      COPY_F;                                                                      \
+    } else {                                                                       \
+      COPY_D;                                                                      \
+    }                                                                              \
+  }                                                                                \
+  for (; i < count; ++i) out[i] = a[i];
+
+#define QN_AVX2_ATTR __attribute__((target("avx2,fma")))
+#define QN_AVX512_ATTR __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw,fma")))
+#define QN_F(p) reinterpret_cast<float*>(p)
+#define QN_CF(p) reinterpret_cast<const float*>(p)
+#define QN_D(p) reinterpret_cast<double*>(p)
+#define QN_CD(p) reinterpret_cast<const double*>(p)
+
+#if defined(QN_X86_64)
+template <class T>
+void stream_sse2(const T* QN_RESTRICT a, T* QN_RESTRICT out, index_t n) {
+  QN_STREAM_BODY(16, _mm_stream_ps(QN_F(out + j), _mm_loadu_ps(QN_CF(a + j))),
+                 _mm_stream_pd(QN_D(out + j), _mm_loadu_pd(QN_CD(a + j))))
+}
+template <class T>
+QN_AVX2_ATTR void stream_avx2_path(const T* QN_RESTRICT a, T* QN_RESTRICT out, index_t n) {
+  QN_STREAM_BODY(32, _mm256_stream_ps(QN_F(out + j), _mm256_loadu_ps(QN_CF(a + j))),
+                 _mm256_stream_pd(QN_D(out + j), _mm256_loadu_pd(QN_CD(a + j))))
+}
+template <class T>
+QN_AVX512_ATTR void stream_avx512_path(const T* QN_RESTRICT a, T* QN_RESTRICT out, index_t n) {
+  QN_STREAM_BODY(64, _mm512_stream_ps(QN_F(out + j), _mm512_loadu_ps(QN_CF(a + j))),
+                 _mm512_stream_pd(QN_D(out + j), _mm512_loadu_pd(QN_CD(a + j))))
+}
+#else
+template <class T>
+void stream_plain(const T* QN_RESTRICT a, T* QN_RESTRICT out, index_t n) {
+  std::memcpy(out, a, static_cast<std::size_t>(2 * n) * sizeof(T));  // no streaming stores here
+}
+#endif
 
 // Uniform quantisation of one run, in blocks of 256 so that GCC vectorises
 // each pass (it will not vectorise float -> int8 in one loop, nor a loop that
@@ -181,7 +245,7 @@ QN_ALWAYS_INLINE void minmax_body(const float* QN_RESTRICT x, index_t n, float* 
   }
 
 // One set of kernels per instruction set. QN_TARGET is empty for the baseline.
-#define QN_DEFINE_KERNELS(SUFFIX, ATTR)                                                         \
+#define QN_DEFINE_KERNELS(SUFFIX, ATTR, STREAM)                                                 \
   template <class T>                                                                           \
   ATTR void cmul_##SUFFIX(const T* a, const T* p, T* out, index_t n) { cmul_body(a, p, out, n); } \
   template <class T>                                                                           \
@@ -199,16 +263,20 @@ QN_ALWAYS_INLINE void minmax_body(const float* QN_RESTRICT x, index_t n, float* 
   template <class T>                                                                           \
   Kernels<T> make_##SUFFIX() {                                                                 \
     return Kernels<T>{&cmul_##SUFFIX<T>, &cmul_conj_##SUFFIX<T>, &rmul_##SUFFIX<T>,            \
-                      &rmul_conj_##SUFFIX<T>, &r2c_##SUFFIX<T>};                               \
+                      &rmul_conj_##SUFFIX<T>, &r2c_##SUFFIX<T>, &STREAM<T>};                   \
   }
 
 #define QN_NO_ATTR
-QN_DEFINE_KERNELS(base, QN_NO_ATTR)
+#if defined(QN_X86_64)
+QN_DEFINE_KERNELS(base, QN_NO_ATTR, stream_sse2)
+#else
+QN_DEFINE_KERNELS(base, QN_NO_ATTR, stream_plain)
+#endif
 QN_DEFINE_QUANT(base, QN_NO_ATTR)
 QN_DEFINE_FIXED(base, QN_NO_ATTR)
 #if defined(QN_X86_64)
-QN_DEFINE_KERNELS(avx2, __attribute__((target("avx2,fma"))))
-QN_DEFINE_KERNELS(avx512, __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw,fma"))))
+QN_DEFINE_KERNELS(avx2, QN_AVX2_ATTR, stream_avx2_path)
+QN_DEFINE_KERNELS(avx512, QN_AVX512_ATTR, stream_avx512_path)
 QN_DEFINE_QUANT(avx2, __attribute__((target("avx2,fma"))))
 QN_DEFINE_QUANT(avx512, __attribute__((target("avx512f,avx512dq,avx512vl,avx512bw,fma"))))
 QN_DEFINE_FIXED(avx2, __attribute__((target("avx2,fma"))))
@@ -321,6 +389,12 @@ template const QuantKernels<float, std::int8_t>& quant_kernels<float, std::int8_
 template const QuantKernels<float, std::int16_t>& quant_kernels<float, std::int16_t>();
 template const QuantKernels<double, std::int8_t>& quant_kernels<double, std::int8_t>();
 template const QuantKernels<double, std::int16_t>& quant_kernels<double, std::int16_t>();
+
+void stream_fence() {
+#if defined(QN_X86_64)
+  _mm_sfence();
+#endif
+}
 
 std::vector<std::string> compiled_paths() {
 #if defined(QN_X86_64)

@@ -30,10 +30,20 @@ struct Kernels {
   void (*rmul_conj)(const T* x, const T* p, T* out, index_t n);
   /// out = x + 0i, x real
   void (*real_to_complex)(const T* x, T* out, index_t n);
+  /// out = a, n complex, with non-temporal (streaming) stores where the CPU
+  /// has them (x86-64; plain stores elsewhere): the destination lines are
+  /// neither read first nor kept in cache, which saves a third of the memory
+  /// traffic of writing an output larger than the cache. The values are
+  /// exactly a's. Call stream_fence() before another thread reads `out`.
+  void (*stream)(const T* a, T* out, index_t n);
 };
 
 template <class T>
 const Kernels<T>& kernels();
+
+/// Orders the streaming stores of Kernels::stream before every later store
+/// (x86-64: sfence; nothing elsewhere).
+void stream_fence();
 
 /// Uniform quantisation of one group (see quantonium/quant.hpp): returns the
 /// number of values that did not fit in S (clamped; NaN stored as 0).

@@ -1,28 +1,38 @@
 """numpy / pure-Python reference of the native quantisers and entropy coder.
 
 Written for clarity; it defines the results the native module must reproduce
-exactly (same symbols, same packed bytes, same rANS streams). Definitions:
-``cpp/include/quantonium/quant.hpp`` and ``entropy.hpp``.
+exactly (same symbols, same packed bytes, same rANS streams of both formats,
+same symbol histograms). Definitions: ``cpp/include/quantonium/quant.hpp``,
+``entropy.hpp`` and ``rd.hpp``.
 """
 
 from __future__ import annotations
+
+import heapq
 
 import numpy as np
 
 RANS_SCALE_BITS = 16
 RANS_SCALE = 1 << RANS_SCALE_BITS
 RANS_L = 1 << 23
+RANS2_MAGIC = b"\x80\x00\x02"  # format 2: a format-1 stream never starts 0x80 0x00
+RANS2_L = 1 << 16
+RANS2_CHUNK_LOG2 = 20
 
 __all__ = [
     "dequantize_fixed",
     "dequantize_uniform",
     "entropy_order0",
     "normalize_frequencies",
+    "normalize_frequencies_v2",
+    "quantize_histograms",
     "pack_bits",
     "quantize_fixed",
     "quantize_uniform",
     "rans_decode",
     "rans_encode",
+    "rans_encode_v1",
+    "rans_encode_v2",
     "unpack_bits",
 ]
 
@@ -136,8 +146,13 @@ def _varint(v: int) -> bytes:
     return bytes(out)
 
 
-def rans_encode(symbols) -> bytes:
-    """The native stream, byte for byte (slow: for tests on small inputs)."""
+def rans_encode(symbols, format: int = 2, **options) -> bytes:
+    """The native stream of either format, byte for byte (slow: for tests on small inputs)."""
+    return rans_encode_v2(symbols, **options) if format == 2 else rans_encode_v1(symbols)
+
+
+def rans_encode_v1(symbols) -> bytes:
+    """Format 1: one state, byte renormalisation, 16-bit frequencies."""
     s = [int(v) for v in np.asarray(symbols).reshape(-1)]
     out = bytearray(_varint(len(s)))
     if not s:
@@ -169,8 +184,10 @@ def rans_encode(symbols) -> bytes:
 
 
 def rans_decode(data: bytes, count: int) -> list[int]:
-    """Decodes a stream made by :func:`rans_encode` (no hostile-input checks)."""
+    """Decodes a stream of either format made by :func:`rans_encode` (no hostile-input checks)."""
     data = bytes(data)
+    if data[:2] == RANS2_MAGIC[:2]:
+        return _rans_decode_v2(data, count)
     pos = 0
 
     def varint() -> int:
@@ -207,3 +224,201 @@ def rans_decode(data: bytes, count: int) -> list[int]:
             x = (x << 8) | data[pos]
             pos += 1
     return out
+
+
+# --- format 2 --------------------------------------------------------------------
+
+
+def _ceil_log2(v: int) -> int:
+    return max(0, (v - 1).bit_length())
+
+
+def rans2_scale_bits(nsym: int) -> int:
+    """The scale the encoder picks for ``nsym`` distinct symbols."""
+    return min(16, max(12, _ceil_log2(max(nsym, 1)) + 4))
+
+
+def rans2_ways(count: int) -> int:
+    return 1 if count < 1 << 13 else 8 if count < 1 << 16 else 32
+
+
+def normalize_frequencies_v2(counts, scale_bits: int) -> list[int]:
+    """Counts -> frequencies summing to 2**scale_bits, every present symbol >= 1.
+
+    floor(c * M / total) (1 if that is 0); a deficit goes +1 at a time to the
+    largest remainders c * M mod total (lower index first; symbols raised from
+    0 excluded); an excess is taken 1 at a time from the largest frequency
+    (lower index first).
+    """
+    counts = [int(c) for c in counts]
+    total, m = sum(counts), 1 << scale_bits
+    if total == 0:
+        return [0] * len(counts)
+    f, rem, grow = [0] * len(counts), [0] * len(counts), []
+    for i, c in enumerate(counts):
+        if c:
+            f[i], rem[i] = divmod(c * m, total)
+            if f[i] == 0:
+                f[i] = 1
+            else:
+                grow.append(i)
+    diff = m - sum(f)
+    if diff > 0:
+        grow.sort(key=lambda i: (-rem[i], i))
+        for i in grow[:diff]:
+            f[i] += 1
+    elif diff < 0:
+        heap = [(-f[i], i) for i, c in enumerate(counts) if c]
+        heapq.heapify(heap)
+        for _ in range(-diff):
+            _, i = heapq.heappop(heap)
+            f[i] -= 1
+            heapq.heappush(heap, (-f[i], i))
+    return f
+
+
+def _length_bytes(v: int) -> int:
+    n = 1
+    while n < 8 and v >> (8 * n):
+        n += 1
+    return n
+
+
+def rans_encode_v2(symbols, *, ways: int = 0, chunk_log2: int = 0, scale_bits: int = 0, nthreads: int = 1) -> bytes:
+    """Format 2 (see ``entropy.hpp``): interleaved 32-bit states, 16-bit words, chunks."""
+    del nthreads  # the bytes never depend on it
+    s = [int(v) for v in np.asarray(symbols).reshape(-1)]
+    n = len(s)
+    out = bytearray(RANS2_MAGIC + _varint(n))
+    if n == 0:
+        return bytes(out)
+    lo = min(s)
+    counts = [0] * (max(s) - lo + 1)
+    for v in s:
+        counts[v - lo] += 1
+    nsym = sum(1 for c in counts if c)
+    sb = scale_bits or rans2_scale_bits(nsym)
+    w = ways or rans2_ways(n)
+    cl = chunk_log2 or RANS2_CHUNK_LOG2
+    out += _varint((lo << 1) ^ (lo >> 63)) + bytes([(sb - 10) | (w.bit_length() - 1) << 3, cl])
+    runs = []  # (start, length) of present indexes
+    for i, c in enumerate(counts):
+        if c and runs and sum(runs[-1]) == i:
+            runs[-1][1] += 1
+        elif c:
+            runs.append([i, 1])
+    out += _varint(len(runs))
+    for r, (start, length) in enumerate(runs):
+        if r:
+            out += _varint(start - sum(runs[r - 1]) - 1)
+        out += _varint(length - 1)
+    if nsym == 1:
+        return bytes(out)
+    freq = normalize_frequencies_v2(counts, sb)
+    for f in freq:
+        if f:
+            out += _varint(f)
+    cum = [0]
+    for f in freq:
+        cum.append(cum[-1] + f)
+    size = 1 << cl
+    lb = _length_bytes(4 * w + 2 * min(size, n))
+    bodies = []
+    for i0 in range(0, n, size):
+        chunk = [v - lo for v in s[i0 : i0 + size]]
+        x = [RANS2_L] * w
+        words = []  # in the order the encoder emits them (the reverse of reading)
+        g, tail = divmod(len(chunk), w)
+        order = [(g * w + j, j) for j in reversed(range(tail))]
+        order += [(k * w + j, j) for k in reversed(range(g)) for j in reversed(range(w))]
+        for i, j in order:
+            f, c = freq[chunk[i]], cum[chunk[i]]
+            if x[j] >= f << (32 - sb):
+                words.append(x[j] & 0xFFFF)
+                x[j] >>= 16
+            x[j] = ((x[j] // f) << sb) + x[j] % f + c
+        bodies.append(b"".join(v.to_bytes(4, "little") for v in x) + b"".join(v.to_bytes(2, "little") for v in reversed(words)))
+    for b in bodies[:-1]:  # the last body's length is implied
+        out += len(b).to_bytes(lb, "little")
+    for b in bodies:
+        out += b
+    return bytes(out)
+
+
+def _rans_decode_v2(data: bytes, count: int) -> list[int]:
+    pos = 3
+
+    def varint() -> int:
+        nonlocal pos
+        v, shift = 0, 0
+        while True:
+            b = data[pos]
+            pos += 1
+            v |= (b & 0x7F) << shift
+            if not b & 0x80:
+                return v
+            shift += 7
+
+    n = varint()
+    assert n == count
+    if n == 0:
+        return []
+    z = varint()
+    lo = (z >> 1) ^ -(z & 1)
+    sb, w, cl = 10 + (data[pos] & 7), 1 << (data[pos] >> 3), data[pos + 1]
+    pos += 2
+    present, at = [], 0
+    for r in range(varint()):
+        if r:
+            at += varint() + 1
+        length = varint() + 1
+        present += range(at, at + length)
+        at += length
+    if len(present) == 1:
+        return [lo] * n
+    freq = [varint() for _ in present]
+    cum = np.concatenate([[0], np.cumsum(freq)]).tolist()
+    size = 1 << cl
+    lb = _length_bytes(4 * w + 2 * min(size, n))
+    nchunks = -(-n // size)
+    lens = [int.from_bytes(data[pos + k * lb : pos + (k + 1) * lb], "little") for k in range(nchunks - 1)]
+    pos += (nchunks - 1) * lb
+    lens.append(len(data) - pos - sum(lens))
+    out = []
+    for k in range(nchunks):
+        body, pos = data[pos : pos + lens[k]], pos + lens[k]
+        x = [int.from_bytes(body[4 * j : 4 * j + 4], "little") for j in range(w)]
+        p = 4 * w
+        for i in range(min(size, n - k * size)):
+            j = i % w
+            slot = x[j] & ((1 << sb) - 1)
+            s = int(np.searchsorted(cum, slot, side="right")) - 1
+            out.append(lo + present[s])
+            x[j] = freq[s] * (x[j] >> sb) + slot - cum[s]
+            if x[j] < RANS2_L:
+                x[j] = (x[j] << 16) | int.from_bytes(body[p : p + 2], "little")
+                p += 2
+        assert p == len(body) and all(v == RANS2_L for v in x)
+    return out
+
+
+def quantize_histograms(c, steps):
+    """(min symbols, counts, squared errors) of rint(c / s) for each step s.
+
+    Exactly ``quantize_uniform(c, [s], dead_zone=0)`` and
+    ``dequantize_uniform``: float32 division and product; the error sum in
+    float64 (numpy's summation order, so it matches the native one to rounding).
+    """
+    c = np.asarray(c, np.float32).reshape(-1)
+    mins, counts, sse = [], [], []
+    for s in np.asarray(steps, np.float32):
+        q = np.rint(c / s)
+        if q.size and (q.min() < -32768 or q.max() > 32767):
+            raise ValueError("symbols outside int16")
+        e = (c - q * s).astype(np.float64)
+        qi = q.astype(np.int64)
+        lo = int(qi.min()) if qi.size else 0
+        mins.append(lo)
+        counts.append(np.bincount(qi - lo) if qi.size else np.zeros(0, np.int64))
+        sse.append(float(np.dot(e, e)))
+    return np.array(mins, np.int64), counts, np.array(sse)

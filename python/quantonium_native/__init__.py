@@ -20,8 +20,14 @@ quantize_fixed, dequantize_fixed
     Fixed-rate RTN integers (2-8 bits) with fp16 scales (and minimums) per group.
 pack_bits, unpack_bits
     LSB-first bit packing.
-rans_encode, rans_decode
-    Order-0 rANS entropy coding of int8 / int16 / uint8 symbol streams.
+rans_encode, rans_decode, rans_stream_info
+    Order-0 rANS entropy coding of int8 / int16 / uint8 symbol streams
+    (format 2: interleaved, chunked, threaded; format-1 streams still decode).
+rans_stream_size
+    Exact table size and estimated payload of a stream with given symbol counts.
+quantize_histograms
+    Symbol counts and squared errors of uniform quantisation at many steps
+    (rate-distortion curves without coding).
 build_info
     FFTW version, SIMD paths compiled and selected, compiler.
 set_planner_effort, clear_caches
@@ -41,9 +47,12 @@ from ._core import (
     dequantize_uniform,
     pack_bits,
     quantize_fixed,
+    quantize_histograms,
     quantize_uniform,
     rans_decode,
     rans_encode,
+    rans_stream_info,
+    rans_stream_size,
     rft_forward,
     rft_inverse,
     rft_real_forward,
@@ -65,9 +74,12 @@ __all__ = [
     "dequantize_uniform",
     "pack_bits",
     "quantize_fixed",
+    "quantize_histograms",
     "quantize_uniform",
     "rans_decode",
     "rans_encode",
+    "rans_stream_info",
+    "rans_stream_size",
     "rft_forward",
     "rft_inverse",
     "rft_real_forward",

@@ -21,6 +21,11 @@ class BuildInfo(TypedDict):
     simd_compiled: list[str]
     simd_selected: str
     planner_effort: str
+    rans_kernels: str
+
+class RansStreamInfo(TypedDict):
+    format: Literal[1, 2]
+    count: int
 
 @overload
 def rft_forward(
@@ -102,12 +107,19 @@ def unpack_bits(
     dtype: Literal["uint8", "uint16"] = "uint8",
 ) -> npt.NDArray[np.uint8] | npt.NDArray[np.uint16]: ...
 def rans_encode(
-    symbols: npt.NDArray[np.int8] | npt.NDArray[np.int16] | npt.NDArray[np.uint8],
+    symbols: npt.NDArray[np.int8] | npt.NDArray[np.int16] | npt.NDArray[np.uint8], *,
+    format: Literal[1, 2] = 2, nthreads: int = 1, ways: int = 0, chunk_log2: int = 0,
+    scale_bits: int = 0,
 ) -> bytes: ...
 def rans_decode(
     data: bytes | bytearray | memoryview | npt.NDArray[np.uint8], count: int,
-    dtype: Literal["int8", "int16", "uint8"],
+    dtype: Literal["int8", "int16", "uint8"], *, nthreads: int = 1,
 ) -> npt.NDArray[np.int8] | npt.NDArray[np.int16] | npt.NDArray[np.uint8]: ...
+def rans_stream_info(data: bytes | bytearray | memoryview | npt.NDArray[np.uint8]) -> RansStreamInfo: ...
+def rans_stream_size(counts: npt.NDArray[np.int64], *, min_symbol: int = 0) -> tuple[int, float]: ...
+def quantize_histograms(
+    c: _F32, steps: _F32, *, nthreads: int = 1,
+) -> tuple[npt.NDArray[np.int64], list[npt.NDArray[np.int64]], npt.NDArray[np.float64]]: ...
 def canonical_basis(n: int) -> _C128: ...
 def canonical_unitarity_error(n: int) -> float: ...
 def build_info() -> BuildInfo: ...

@@ -14,6 +14,7 @@ struct BuildInfo {
   std::vector<std::string> simd_compiled;  ///< SIMD paths compiled into this binary
   std::string simd_selected;         ///< the path chosen for this CPU (or forced)
   std::string planner_effort;        ///< current FFTW planner effort
+  std::string rans_kernels;          ///< rANS chunk kernels in use ("avx512f" or "scalar")
 };
 
 BuildInfo build_info();

@@ -48,6 +48,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+import quantonium_native as qn
+
 from . import Encoded
 from .rate import split_set
 from .scalar import Direct, RftDense
@@ -82,12 +84,6 @@ class Curve:
 
 def _coder(codec: str, row, col):
     return {"direct": Direct, "rft-dense": RftDense}[codec](row_scale=row, col_scale=col)
-
-
-def _table_bits(span: np.ndarray, n: int) -> float:
-    """Bits of the rANS frequency table: one varint per symbol of the span (16-bit frequencies)."""
-    f = np.where(span > 0, np.maximum(1, np.rint(span * (65536.0 / n))), 0)
-    return 8.0 * (float(np.sum(1 + (f >= 128) + (f >= 16384))) + 12)
 
 
 def _header_bytes(codec: str, step: float, sym: str, extra: dict, streams: list[int]) -> int:
@@ -136,22 +132,22 @@ def measure_curve(a: np.ndarray, codecs=("direct",), row=None, col=None, *, nthr
         energy = float(np.dot(c.astype(np.float64), c.astype(np.float64)))
         rms = math.sqrt(energy / max(c.size, 1)) or 1.0
         amax = float(np.max(np.abs(c), initial=0.0))
-        for l2 in LADDER[::-1]:  # coarse to fine
-            step = float(np.float32(rms * 2.0**l2))
-            if amax / step >= 32000:
-                break
-            q = np.rint(c * np.float32(1.0 / step))
-            r = c - q * np.float32(step)
-            dist = float(np.dot(r, r)) * scale_up
-            qi = q.astype(np.int32)
-            span = np.bincount((qi - qi.min()).ravel())
-            counts = span[span > 0]
+        steps = [float(np.float32(rms * 2.0**l2)) for l2 in LADDER[::-1]]  # coarse to fine
+        steps = [st for st in steps if amax / st < 32000]
+        if not steps:
+            continue
+        # one pass over the sample for every step: symbol histograms and squared errors, exactly
+        # the rounding the codec does (native, quantize_histograms)
+        mins, hists, sse = qn.quantize_histograms(c, np.array(steps, np.float32), nthreads=nthreads)
+        for k, step in enumerate(steps):
+            counts = hists[k][hists[k] > 0]
             h = float(-(counts * np.log2(counts / c.size)).sum()) * scale_up
-            table = _table_bits(span, c.size)
+            head, payload = qn.rans_stream_size(hists[k], min_symbol=int(mins[k]))
+            stream = head + payload * scale_up
             sym = "int8" if amax / step < 127.0 else "int16"
-            streams = [int((h + table) / 8)] + [2 * rows] * (ra is not None) + [2 * cols] * (cb is not None)
-            bits = h + table + 8 * _header_bytes(codec, step, sym, extra, streams) + scale_bits
-            pts.append(Point(codec, step, bits, dist))
+            streams = [int(stream)] + [2 * rows] * (ra is not None) + [2 * cols] * (cb is not None)
+            bits = 8 * stream + 8 * _header_bytes(codec, step, sym, extra, streams) + scale_bits
+            pts.append(Point(codec, step, bits, float(sse[k]) * scale_up))
             if h / numel > MAX_RATE:
                 break
     return _subdivide(pts, subdivide or SUBDIVIDE)

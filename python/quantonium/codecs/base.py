@@ -77,20 +77,15 @@ def require_memory(nbytes: int, limit: int | None, what: str) -> None:
 def rans_count(stream, expected: int, what: str) -> None:
     """Checks that an rANS stream holds ``expected`` symbols before anything is allocated for it.
 
-    Reads only the stream's first field, its symbol count (an LEB128 varint:
-    ``cpp/include/quantonium/entropy.hpp``); the native decoder checks the
-    rest. Keep in step with the stream format.
+    Reads only the stream's header (``quantonium_native.rans_stream_info``,
+    both stream formats); the native decoder checks the rest.
     """
-    mv = memoryview(stream).cast("B")
-    n = shift = 0
-    for i in range(min(len(mv), 10)):
-        b = mv[i]
-        n |= (b & 0x7F) << shift
-        shift += 7
-        if not b & 0x80:
-            break
-    else:
-        raise CodecError(f"{what}: rANS stream of {len(mv)} bytes has no valid symbol count")
+    import quantonium_native as qn
+
+    try:
+        n = qn.rans_stream_info(stream)["count"]
+    except ValueError as e:
+        raise CodecError(f"{what}: rANS stream of {len(memoryview(stream))} bytes has no valid header ({e})") from None
     if n != expected:
         raise CodecError(f"{what}: rANS stream holds {n} symbols, the shape needs {expected}")
 

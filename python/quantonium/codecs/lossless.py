@@ -26,7 +26,7 @@ import quantonium_native as qn
 from .base import CodecError, Encoded, Target, dtype_name, numpy_dtype, pack_payload, rans_count, require_memory, unpack_payload
 
 NAME = "lossless"
-VERSION = 1
+VERSION = 2  # 2: rANS stream format 2
 
 _LAYOUT = {  # dtype: (uint view, exponent shift, exponent mask, mantissa bits, sign shift)
     "float32": (np.uint32, 23, 0xFF, 23, 31),

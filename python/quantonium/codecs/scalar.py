@@ -8,7 +8,9 @@ is orthogonal, so the error in the coefficients is the error in the weights.
 Both use one step for the whole tensor: with entropy coding, a single step is
 what minimises the squared error at a given rate (high-rate theory), and the
 entropy coder makes the rare large symbols of outliers cheap. The symbols
-(int8, or int16 when they need it) are coded with order-0 rANS.
+(int8, or int16 when they need it) are coded with order-0 rANS (stream
+format 2 since payload version 3; the decoder reads either stream format,
+so versions 1 and 2 still decode).
 
 Rate control searches the step by bisection on measured values: the SNR for a
 target SNR (to within 0.05 dB where the tensor allows), the payload size for a
@@ -32,13 +34,14 @@ import numpy as np
 
 import quantonium_native as qn
 
-from .base import (CodecError, Encoded, Target, as_float32, dtype_name, from_float32, itemsize, pack_payload, param, rans_count,
-                   require_memory, unpack_payload)
+from .base import (CodecError, Encoded, Target, as_float32, dtype_name, framing_bytes, from_float32, itemsize, pack_payload,
+                   param, rans_count, require_memory, unpack_payload)
 from ..metrics import snr_db
 
-VERSION = 2  # 2: optional row/column sensitivity scales
+VERSION = 3  # 2: optional row/column sensitivity scales; 3: rANS stream format 2 (1 and 2 still decode)
 SCALE_BLOCK = 1 << 20  # values rescaled at a time when decoding
-_SEARCH_STEPS = 48
+_SAMPLE = 1 << 20  # coefficients whose histograms predict rate and SNR
+_EXACT = 1 << 16  # below this many values, a target SNR is met by bisection on the exact SNR
 
 
 def _as_2d(shape: tuple[int, ...]) -> tuple[int, int]:
@@ -117,9 +120,9 @@ class _Scalar:
         steps = np.array([step], np.float32)
         return qn.quantize_uniform(c, steps, group_size=max(1, c.size), symbol_dtype=sym, nthreads=nthreads), sym
 
-    def _payload(self, q: np.ndarray, sym: str, step: float, extra: dict, scale_streams: list[bytes] = ()) -> tuple[bytes, dict]:
+    def _payload(self, q: np.ndarray, sym: str, step: float, extra: dict, scale_streams: list[bytes] = (), nthreads: int = 1) -> tuple[bytes, dict]:
         params = {"step": float(np.float32(step)), "symbols": sym, **extra}
-        return pack_payload(self.name, VERSION, params, [qn.rans_encode(q), *scale_streams]), params
+        return pack_payload(self.name, VERSION, params, [qn.rans_encode(q, nthreads=nthreads), *scale_streams]), params
 
     def encode(self, a: np.ndarray, target: Target, *, nthreads: int = 1) -> Encoded:
         if target.keep is not None:
@@ -130,58 +133,95 @@ class _Scalar:
         power = float(np.mean(c.astype(np.float64) ** 2)) if c.size else 0.0
         if power == 0.0:  # all zeros: any step gives an exact result
             q, sym = self._quantise(c, 1.0, nthreads)
-            payload, params = self._payload(q, sym, 1.0, extra, scl)
+            payload, params = self._payload(q, sym, 1.0, extra, scl, nthreads)
             return Encoded(self.name, VERSION, payload, a.size, math.inf, params, stored_values=a.size)
 
-        def coeff_snr(step: float) -> float:
-            q, _ = self._quantise(c, step, nthreads)
-            chat = qn.dequantize_uniform(q, np.array([step], np.float32), group_size=max(1, c.size), nthreads=nthreads)
-            return snr_db(c, chat)
-
-        def payload_bits(step: float) -> int:
-            q, sym = self._quantise(c, step, nthreads)
-            return 8 * len(self._payload(q, sym, step, extra, scl)[0])
-
+        energy = power * c.size
+        amax = float(np.max(np.abs(c)))
         rms = math.sqrt(power)
-        lo, hi = math.log(rms * 1e-4), math.log(rms * 64.0)  # step range searched
-        lo = max(lo, math.log(float(np.max(np.abs(c))) / 32000.0))
+        fine = max(amax / 32000.0, rms * 2.0**-14)
+        ladder = [st for st in (rms * 2.0 ** (k / 16.0) for k in range(48, -240, -1)) if st >= fine]  # coarse to fine
+        lens = [len(x) for x in scl]
+        sample = c if c.size <= _SAMPLE else c[:: -(-c.size // _SAMPLE)]
+
+        def predict(steps: list[float]) -> tuple[np.ndarray, np.ndarray, list[float]]:
+            """(predicted payload bits, predicted SNR, steps as float32) from the sample's histograms."""
+            st = [float(np.float32(x)) for x in steps]
+            mins, hists, sse = qn.quantize_histograms(sample, np.array(st, np.float32), nthreads=nthreads)
+            up = c.size / sample.size
+            bits, snr = [], []
+            for k, x in enumerate(st):
+                head, pay = qn.rans_stream_size(hists[k], min_symbol=int(mins[k]))
+                stream = int(head + pay * up)
+                sym = "int8" if amax / x < 127.0 else "int16"
+                params = {"step": x, "symbols": sym, **extra}
+                bits.append(8 * (stream + sum(lens) + framing_bytes(self.name, VERSION, params, [stream, *lens])))
+                e = float(sse[k]) * up
+                snr.append(math.inf if e == 0 else 10.0 * math.log10(energy / e))
+            return np.array(bits, np.float64), np.array(snr), st
+
+        def refine(i: int, j: int, ok) -> float:
+            """The step closest to ladder[j] (not acceptable) among 8 sub-steps from ladder[i] (acceptable)."""
+            if not 0 <= j < len(ladder):
+                return ladder[i]
+            sub = [ladder[i] * (ladder[j] / ladder[i]) ** (k / 8.0) for k in range(8)]
+            bits, snr, st = predict(sub)
+            good = [k for k in range(len(st)) if ok(bits[k], snr[k])]
+            return st[good[-1]] if good else st[0]
+
+        bits, snr, steps = predict(ladder)
         if target.snr_db is not None:
-            goal = target.snr_db
-            for _ in range(_SEARCH_STEPS):  # larger step -> lower SNR
-                mid = 0.5 * (lo + hi)
-                s = coeff_snr(math.exp(mid))
-                if abs(s - goal) < 0.02:
-                    lo = hi = mid
+            goal = target.snr_db - 0.02
+
+            def meets(_b, sn):
+                return sn >= goal
+
+            good = [i for i in range(len(steps)) if meets(bits[i], snr[i])]
+            step = refine(good[0], good[0] - 1, meets) if good else steps[-1]
+            if c.size <= _EXACT:
+                # small tensors: their SNR moves in jumps and not monotonically; bisect on the exact SNR
+                lo, hi = math.log(fine), math.log(rms * 64.0)
+                for _ in range(48):  # larger step -> lower SNR
+                    mid = 0.5 * (lo + hi)
+                    _, _, e = qn.quantize_histograms(c, np.array([math.exp(mid)], np.float32), nthreads=nthreads)
+                    sn = math.inf if float(e[0]) == 0 else 10.0 * math.log10(energy / float(e[0]))
+                    if abs(sn - target.snr_db) < 0.02:
+                        lo = hi = mid
+                        break
+                    if sn > target.snr_db:
+                        lo = mid
+                    else:
+                        hi = mid
+                return self._finish(a, w, c, math.exp(lo), extra, scl, name, nthreads)
+            while True:  # check on the whole tensor (exact squared error), one sub-step finer if short
+                _, _, sse = qn.quantize_histograms(c, np.array([step], np.float32), nthreads=nthreads)
+                if float(sse[0]) == 0 or 10.0 * math.log10(energy / float(sse[0])) >= goal or step <= fine:
                     break
-                if s > goal:
-                    lo = mid
-                else:
-                    hi = mid
-            step = math.exp(lo)  # the larger SNR side of the bracket
-        else:
-            budget = target.bpw * a.size
-            if payload_bits(math.exp(hi)) > budget:
+                step = max(fine, step * 2.0 ** (-1 / 128))
+            return self._finish(a, w, c, step, extra, scl, name, nthreads)
+        budget = target.bpw * a.size
+        goal_bits = budget * (1 - 0.002)
+
+        def fits(bi, _sn):
+            return bi <= goal_bits
+
+        good = [i for i in range(len(steps)) if fits(bits[i], snr[i])]
+        step = refine(good[-1], good[-1] + 1, fits) if good else steps[0]
+        while True:  # the real payload decides; one sub-step coarser while it is over the budget
+            enc = self._finish(a, w, c, step, extra, scl, name, nthreads)
+            if enc.bits <= budget:
+                return enc
+            if step >= steps[0] * 2.0:
                 raise ValueError(
                     f"{self.name}: {target.bpw:g} bpw is below what this tensor can be coded in "
-                    f"({payload_bits(math.exp(hi)) / a.size:.3f} bpw at the coarsest step)"
+                    f"({enc.bpw:.3f} bpw at the coarsest step)"
                 )
-            for _ in range(_SEARCH_STEPS):  # larger step -> fewer bits
-                mid = 0.5 * (lo + hi)
-                b = payload_bits(math.exp(mid))
-                if b <= budget and budget - b < 0.02 * a.size:
-                    hi = mid
-                    break
-                if b > budget:
-                    lo = mid
-                else:
-                    hi = mid
-            step = math.exp(hi)  # within budget
-        return self._finish(a, w, c, step, extra, scl, name, nthreads)
+            step *= 2.0 ** (1 / 128)
 
     def _finish(self, a, w, c, step, extra, scl, name, nthreads) -> Encoded:
         step = float(np.float32(step))
         q, sym = self._quantise(c, step, nthreads)
-        payload, params = self._payload(q, sym, step, extra, scl)
+        payload, params = self._payload(q, sym, step, extra, scl, nthreads)
         w_hat = np.asarray(self.decode(payload, a.shape, name, nthreads=nthreads), np.float32)
         return Encoded(
             self.name, VERSION, payload, a.size, snr_db(w, w_hat), params,
@@ -235,7 +275,7 @@ class _Scalar:
         require_memory(max(n * (1 if sym == "int8" else 2) + 4 * n, 4 * n + max(out_extra, scale_temp)), max_memory,
                        f"{self.name} {dtype} of {n} values")
         try:
-            q = qn.rans_decode(streams[0], n, sym)
+            q = qn.rans_decode(streams[0], n, sym, nthreads=nthreads)
         except ValueError as e:
             raise CodecError(f"{self.name}: {e}") from None
         c = qn.dequantize_uniform(q, np.array([step], np.float32), group_size=max(1, n), nthreads=nthreads)

@@ -30,7 +30,7 @@ from ..metrics import snr_db
 from ..reference import phi_rft_phases
 
 NAME = "rft-spectral"
-VERSION = 1
+VERSION = 2  # 2: rANS stream format 2 (version 1 still decodes)
 _VALUE_SNR_MARGIN_DB = 10.0  # quantisation noise kept 10 dB below the truncation error
 
 

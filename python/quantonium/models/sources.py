@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import re
 import tempfile
 from collections.abc import Callable
@@ -190,8 +191,12 @@ def _bin_source(source: str, files: list[Path], folder: Path) -> ModelSource:
     for f in files:
         try:
             part = torch.load(str(f), map_location="cpu", weights_only=True, mmap=True)
+        except pickle.UnpicklingError:  # issue 11: say what happened, not torch's advice to load it unsafely
+            raise SourceError(f"{f}: refused: a pickled checkpoint that is not plain weights "
+                              "(torch.load(weights_only=True) rejects it; nothing in it was executed)") from None
         except Exception as e:
-            raise SourceError(f"{f}: cannot be read safely with torch.load(weights_only=True) ({e})") from None
+            raise SourceError(f"{f}: cannot be read safely with torch.load(weights_only=True) "
+                              f"({(str(e).strip().splitlines() or [''])[0][:200]})") from None
         if not isinstance(part, dict):
             raise SourceError(f"{f}: not a state dict")
         state.update(part)
