@@ -72,18 +72,15 @@ def _fail(msg: str) -> int:
 
 
 def _first_line(e: BaseException) -> str:
-    s = str(e).strip()
+    s = str(e.args[0] if isinstance(e, KeyError) and e.args else e).strip()
     return s.splitlines()[0] if s else type(e).__name__
 
 
 def cmd_chat(args: argparse.Namespace) -> int:
-    import torch
-
     from .registry import NoUsableModel, Registry
     from .session import GenerationSettings
     from .terminal import ChatSession
 
-    torch.set_num_threads(args.threads)
     settings = GenerationSettings(max_new_tokens=args.max_new_tokens, temperature=args.temperature,
                                   top_p=args.top_p, seed=args.seed)
     try:
@@ -100,12 +97,9 @@ def cmd_chat(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    import torch
-
     from .registry import NoUsableModel, Registry
     from .server import ModelPool, ServerConfig, announce_stdout, serve
 
-    torch.set_num_threads(args.threads)
     config = ServerConfig(dtype=args.dtype, threads=args.threads, max_memory=args.max_memory,
                           max_tokens_limit=args.max_tokens_limit, default_max_tokens=min(256, args.max_tokens_limit),
                           max_body_bytes=args.max_body_bytes)

@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["DTYPE_NAMES", "dtype_itemsize", "load_model", "resolve_dtype"]
+__all__ = ["DTYPE_NAMES", "dtype_itemsize", "load_model", "resolve_dtype", "set_torch_threads"]
 
 #: Weight dtypes a model can be served in, by name, with their bytes per weight.
 DTYPE_NAMES = {"float32": 4, "bfloat16": 2, "float16": 2}
@@ -42,6 +42,14 @@ def resolve_dtype(dtype: Any):
 def dtype_itemsize(dtype: Any) -> int:
     """Bytes per weight of a dtype name or torch dtype."""
     return DTYPE_NAMES[str(resolve_dtype(dtype)).removeprefix("torch.")]
+
+
+def set_torch_threads(n: int) -> None:
+    """Sets torch's intra-op threads for this process (generation); imported late, only when a model loads."""
+    import torch
+
+    if torch.get_num_threads() != n:
+        torch.set_num_threads(n)
 
 
 def _load(path: str | Path, *, threads: int, dtype: Any):

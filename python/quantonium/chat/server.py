@@ -83,6 +83,9 @@ class ModelPool:
         return self.decision.explain(entry, self.config.dtype)
 
     def _load_entry(self, e: ModelEntry) -> ChatModel:
+        from .loader import set_torch_threads
+
+        set_torch_threads(self.config.threads)
         try:
             cm = ChatModel.load(e, dtype=self.config.dtype, threads=self.config.threads)
         except Exception as exc:

@@ -223,7 +223,8 @@ class ChatModel:
                    drop_old: bool = False) -> tuple[list[int], int]:
         """The prompt's token ids and the number of old messages dropped to make it fit.
 
-        With ``drop_old`` the oldest turns (system messages kept) go first until
+        With ``drop_old`` the oldest turns (a message and the assistant replies
+        that follow it; system messages kept) go first until
         the prompt plus ``max_new_tokens`` fits the context or only the last
         message is left; :class:`PromptTooLong` if the prompt still leaves no room.
         """
@@ -237,6 +238,9 @@ class ChatModel:
                 break
             del msgs[idx]
             dropped += 1
+            while idx < len(msgs) - 1 and msgs[idx]["role"] == "assistant":  # the reply goes with its question
+                del msgs[idx]
+                dropped += 1
             ids = self._encode(msgs)
         if len(ids) >= ctx:
             raise PromptTooLong(f"the prompt has {len(ids)} tokens; {self.entry.name}'s context is {ctx} tokens")

@@ -33,6 +33,11 @@ HELP = """commands:
   /quit           exit (Ctrl-D too); Ctrl-C stops a reply"""
 
 
+def _first_line(e: BaseException) -> str:
+    s = str(e.args[0] if isinstance(e, KeyError) and e.args else e).strip()
+    return s.splitlines()[0] if s else type(e).__name__
+
+
 class ChatSession:
     """The terminal loop around a :class:`ChatModel` chosen from a :class:`Registry`."""
 
@@ -59,7 +64,10 @@ class ChatSession:
 
     # --- choosing a model -----------------------------------------------------------
     def _load(self, entry) -> ChatModel:
+        from .loader import set_torch_threads
+
         self.say(f"loading {entry.name} ({entry.path}, {entry.size_text()}, {entry.fidelity_text()}) as {self.dtype} ...")
+        set_torch_threads(self.threads)
         cm = ChatModel.load(entry, dtype=self.dtype, threads=self.threads)
         self.say(f"loaded {entry.name} in {cm.load_seconds:.1f} s: weights {format_bytes(cm.weights_bytes)}, "
                  f"RSS {format_bytes(process_memory().get('rss'))}, context {cm.context_length} tokens")
@@ -176,7 +184,7 @@ class ChatSession:
                 try:
                     self.choose(arg)
                 except (KeyError, ValueError, OSError, NoUsableModel) as e:
-                    self.say(f"cannot switch to {arg}: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}")
+                    self.say(f"cannot switch to {arg}: {_first_line(e)}")
                     if self.model is None and previous is not None:
                         self.choose(previous)
         else:
