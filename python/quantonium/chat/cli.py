@@ -107,14 +107,20 @@ def cmd_serve(args: argparse.Namespace) -> int:
     def report(m: str) -> None:
         print(m, file=sys.stderr, flush=True)
 
+    serving = []
+
+    def announce(url: str) -> None:
+        serving.append(url)
+        announce_stdout(url)
+
     try:
         reg = Registry.from_args(args.files, args.registry, report=report)
         pool = ModelPool(reg, config, report=report)
-        report(pool.start())
-        serve(pool, args.host, args.port, log_level=args.log_level, access_log=args.access_log, announce=announce_stdout)
+        pool.start()
+        serve(pool, args.host, args.port, log_level=args.log_level, access_log=args.access_log, announce=announce)
         return 0
-    except KeyboardInterrupt:
-        return 130
+    except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it handled: a requested, graceful stop
+        return 0 if serving else 130
     except (NoUsableModel, ValueError, OSError, KeyError) as e:
         return _fail(_first_line(e))
 

@@ -37,7 +37,7 @@ from .api import ApiError, chunk, completion, error_body, new_id, parse_request
 from .registry import ModelEntry, NoUsableModel, Registry, format_bytes, load_first, route
 from .session import ChatModel, GenerationSettings, PromptTooLong, process_memory
 
-__all__ = ["ModelPool", "ServerConfig", "create_app", "serve"]
+__all__ = ["ModelPool", "ServerConfig", "ServerThread", "create_app", "serve"]
 
 
 @dataclass
@@ -73,14 +73,18 @@ class ModelPool:
         self.decision = None
         self.started = time.time()
 
-    def start(self) -> str:
-        """Resolves ``auto`` and loads it (:class:`NoUsableModel` when nothing loads); returns the router's line."""
-        self.decision = route(self.registry.entries, max_memory=self.config.max_memory, dtype=self.config.dtype)
-        for e, why in self.decision.excluded:
+    def start(self) -> ModelPool:
+        """Resolves ``auto`` by the router rule and loads it, reporting why (:class:`NoUsableModel` when nothing loads)."""
+        d = self.decision = route(self.registry.entries, max_memory=self.config.max_memory, dtype=self.config.dtype)
+        for e, why in d.excluded:
             self.report(f"{e.name}: not a candidate: {why}")
-        entry, cm = load_first(self.decision, self._load_entry, self.report)
+        if d.candidates:
+            self.report(d.explain(dtype=self.config.dtype))
+        entry, _ = load_first(d, self._load_entry, self.report)
+        if entry is not d.candidates[0]:
+            self.report(f"auto fell back to {entry.name} ({entry.fidelity_text()}, {entry.size_text()})")
         self.auto = entry.name
-        return self.decision.explain(entry, self.config.dtype)
+        return self
 
     def _load_entry(self, e: ModelEntry) -> ChatModel:
         from .loader import set_torch_threads
@@ -498,6 +502,46 @@ def serve(pool: ModelPool, host: str, port: int, *, log_level: str = "warning", 
     config = uvicorn.Config(app, log_level=log_level, access_log=access_log, timeout_graceful_shutdown=5,
                             lifespan="off")
     Server(config).run(sockets=[sock])
+
+
+class ServerThread:
+    """The server in a background thread of this process (for embedding, tests and benchmarks).
+
+    ``with ServerThread(pool) as url: ...`` serves on ``127.0.0.1`` and a free
+    port, and stops (gracefully, up to 5 s) on leaving the block.
+    """
+
+    def __init__(self, pool: ModelPool, host: str = "127.0.0.1", port: int = 0):
+        import uvicorn
+
+        self.sock = bind(host, port)
+        h, p = self.sock.getsockname()[:2]
+        self.url = f"http://[{h}]:{p}" if ":" in h else f"http://{h}:{p}"
+        config = uvicorn.Config(create_app(pool), log_level="warning", access_log=False, lifespan="off",
+                                timeout_graceful_shutdown=5)
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True,
+                                       name="quantonium-serve")
+
+    def start(self) -> str:
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the server thread did not start")
+            time.sleep(0.02)
+        return self.url
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(30)
+        self.sock.close()
+
+    def __enter__(self) -> str:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
 
 
 def announce_stdout(url: str) -> None:
