@@ -263,7 +263,7 @@ def test_status_line(tiny):
     res = tiny.generate(user("hello"), GREEDY)
     line = tiny.status_line(res)
     assert line.startswith("[tiny | ") and "vs source" in line and "not evaluated" in line
-    assert re.search(r"\d+\.\d tok/s \| first token \d+\.\d\d s \| 24 tokens \(length\) \| RSS \d+\.\d MiB", line)
+    assert re.search(r"\d+\.\d tok/s \| first token (\d+ ms|\d+\.\d\d s) \| 24 tokens \(length\) \| RSS \d+\.\d MiB", line)
 
 
 # --- the terminal -----------------------------------------------------------------------------------

@@ -359,7 +359,7 @@ class ChatModel:
         if res is not None:
             rate = res.tokens_per_s
             parts.append(f"{rate:.1f} tok/s" if rate is not None else "tok/s n/a")
-            parts.append(f"first token {res.ttft_s:.2f} s" if res.ttft_s is not None else "no token")
+            parts.append(f"first token {format_seconds(res.ttft_s)}" if res.ttft_s is not None else "no token")
             parts.append(f"{res.completion_tokens} tokens ({res.finish_reason})")
         parts.append(f"RSS {format_bytes(process_memory().get('rss'))}")
         return "[" + " | ".join(parts) + "]"
@@ -383,6 +383,13 @@ class ChatModel:
                 "ttft_s_last": s.last.ttft_s if s.last else None,
             }
         return out
+
+
+def format_seconds(s: float | None) -> str:
+    """"12 ms" under a second, "1.23 s" above."""
+    if s is None:
+        return "n/a"
+    return f"{1000 * s:.0f} ms" if s < 1 else f"{s:.2f} s"
 
 
 def _context_length(model) -> int:

@@ -21,7 +21,7 @@ import threading
 from typing import Callable, TextIO
 
 from .registry import NoUsableModel, Registry, format_bytes, load_first, route
-from .session import ChatModel, GenerationSettings, process_memory
+from .session import ChatModel, GenerationSettings, format_seconds, process_memory
 
 __all__ = ["ChatSession", "HELP"]
 
@@ -147,7 +147,7 @@ class ChatSession:
             f"replies:    {st['requests']} ({st['cancelled']} stopped), {st['prompt_tokens']} prompt tokens, "
             f"{st['completion_tokens']} generated",
             f"speed:      median {f(st['tokens_per_s_median'], '.1f')} tok/s, median first token "
-            f"{f(st['ttft_s_median'], '.2f')} s",
+            f"{format_seconds(st['ttft_s_median'])}",
             f"memory:     RSS {format_bytes(mem.get('rss'))} (anonymous {format_bytes(mem.get('rss_anon'))}), "
             f"peak {format_bytes(mem.get('peak_rss'))}",
             f"history:    {len(self.messages)} messages",

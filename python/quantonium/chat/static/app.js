@@ -14,6 +14,7 @@ function fmtBytes(n) {
   return n + " B";
 }
 const num = (v, d, unit) => (v == null ? "n/a" : v.toFixed(d) + (unit || ""));
+const secs = (v) => (v == null ? "n/a" : v < 1 ? (v * 1000).toFixed(0) + " ms" : v.toFixed(2) + " s");
 
 function addMessage(role, text) {
   const div = document.createElement("div");
@@ -75,7 +76,7 @@ async function refreshStatus() {
       ["requests", m.loaded ? `${m.requests} (${m.cancelled} stopped, ${m.queued} queued, ${m.active} running)` : "0"],
       ["tokens", m.loaded ? `${m.prompt_tokens} in, ${m.completion_tokens} out` : "0"],
       ["tokens/s", m.loaded ? `${num(m.tokens_per_s_last, 1)} last, ${num(m.tokens_per_s_median, 1)} median` : "n/a"],
-      ["first token", m.loaded ? `${num(m.ttft_s_last, 2, " s")} last, ${num(m.ttft_s_median, 2, " s")} median` : "n/a"],
+      ["first token", m.loaded ? `${secs(m.ttft_s_last)} last, ${secs(m.ttft_s_median)} median` : "n/a"],
     ];
     fill("status-model", rows);
     fill("status-server", [
@@ -159,7 +160,7 @@ async function send(text) {
     }
     const parts = [selectedName(), usage ? usage.completion_tokens + " tokens" : null,
       extra && extra.tokens_per_s != null ? extra.tokens_per_s.toFixed(1) + " tok/s" : null,
-      extra && extra.ttft_s != null ? "first token " + extra.ttft_s.toFixed(2) + " s" : null,
+      extra && extra.ttft_s != null ? "first token " + secs(extra.ttft_s) : null,
       finish ? "finish: " + finish : null];
     setMeta(div, parts.filter(Boolean).join(" · "));
   } catch (e) {
@@ -177,6 +178,7 @@ async function send(text) {
     $("stop").disabled = true;
     controller = null;
     refreshStatus();
+    setTimeout(refreshStatus, 500); // a stopped generation ends on the server a moment later
   }
 }
 
