@@ -281,7 +281,7 @@ def test_pipe_answers_and_exits(chat_models, tiny):
 def test_commands(chat_models, tiny):
     ref = tiny.generate(user("hello there"), GenerationSettings(max_new_tokens=8)).text
     script = ("hello there\n/stats\n/model\n/model nosuch\n/frobnicate\n/reset\n/stats\n/help\n"
-              "hello\n/model wide\nhello again\n/stats\n/quit\nnot answered\n")
+              "hello\n/model wide\nhello again\n/stats\n" + "sea " * 2100 + "\n/quit\nnot answered\n")
     r = run_chat(chat_models["tiny"], chat_models["encoder"], chat_models["wide"], "--model", "tiny",
                  "--max-new-tokens", 8, input=script)
     assert r.returncode == 0, r.stderr
@@ -296,6 +296,8 @@ def test_commands(chat_models, tiny):
     assert "/model NAME" in err  # /help
     # /model wide: loads it, keeps the conversation (4 messages after the second reply)
     assert "loaded wide in" in err and "model:      wide" in err and "history:    4 messages" in err
+    # a message longer than the context is refused, the session goes on
+    assert "cannot answer: the prompt has 21" in err and "wide's context is 2048 tokens" in err
 
 
 def test_usage_and_failure_errors(chat_models, tmp_path):

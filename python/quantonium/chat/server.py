@@ -413,6 +413,8 @@ def create_app(pool: ModelPool):
                             loop.call_soon_threadsafe(chunks.put_nowait, done)
 
                     fut = asyncio.ensure_future(asyncio.to_thread(run))
+                    # if the client goes away, nobody awaits fut: its outcome is consumed here
+                    fut.add_done_callback(lambda f: f.cancelled() or f.exception())
                     while True:
                         item = await chunks.get()
                         if item is done:

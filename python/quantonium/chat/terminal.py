@@ -21,7 +21,7 @@ import threading
 from typing import Callable, TextIO
 
 from .registry import NoUsableModel, Registry, format_bytes, load_first, route
-from .session import ChatModel, GenerationSettings, format_seconds, process_memory
+from .session import ChatModel, GenerationSettings, PromptTooLong, format_seconds, process_memory
 
 __all__ = ["ChatSession", "HELP"]
 
@@ -75,15 +75,15 @@ class ChatSession:
 
     def choose(self, name: str) -> ChatModel:
         """Loads ``name`` (``auto``: by the router rule, reporting why); raises on failure."""
-        if self.model is not None:  # free the old weights before loading new ones
-            self.model = None
         if name != "auto":
             entry = self.registry.get(name)
             problem = entry.chat_problem()
             if problem:
                 raise NoUsableModel(f"{entry.name} cannot chat: {problem}")
+            self.model = None  # free the old weights before loading new ones
             self.model = self._load(entry)
             return self.model
+        self.model = None
         decision = route(self.registry.entries, max_memory=self.max_memory, dtype=self.dtype)
         for e, why in decision.excluded:
             self.say(f"{e.name}: not a candidate: {why}")
@@ -226,4 +226,7 @@ class ChatSession:
                 if not self.command(line):
                     return 0
                 continue
-            self.reply(line)
+            try:
+                self.reply(line)
+            except PromptTooLong as e:
+                self.say(f"cannot answer: {e}; /reset starts a new conversation")
