@@ -156,7 +156,7 @@ def error_of(r: httpx.Response) -> dict:
 
 
 def test_errors_in_openai_shape(served, client):
-    url, _ = served
+    url, pool = served
     post = lambda content, **kw: httpx.post(url + "/v1/chat/completions", content=content, timeout=60, **kw)  # noqa: E731
     ok = {"model": "tiny", "messages": msgs("hi"), "max_tokens": 4}
 
@@ -166,6 +166,8 @@ def test_errors_in_openai_shape(served, client):
     assert r.status_code == 400 and error_of(r)["message"] == "the body must be a JSON object"
     r = post(json.dumps({**ok, "model": "nosuch"}))
     assert r.status_code == 404 and error_of(r)["code"] == "model_not_found" and error_of(r)["param"] == "model"
+    r = post(json.dumps({**ok, "model": str(pool.registry.get("tiny").path)}))  # a server path is not a model name
+    assert r.status_code == 404 and error_of(r)["code"] == "model_not_found"
     r = post(json.dumps({**ok, "model": "encoder"}))
     assert r.status_code == 400 and error_of(r)["code"] == "model_not_chat" and "encoder" in error_of(r)["message"]
     for bad, param in (({"temperature": 5}, "temperature"), ({"top_p": 0}, "top_p"), ({"max_tokens": 0}, "max_tokens"),

@@ -306,11 +306,14 @@ class Registry:
                 report(f"{p}: left out of the registry ({str(exc).splitlines()[0]})")
         return cls(entries)
 
-    def get(self, name: str) -> ModelEntry:
-        """An entry by name, model id or path."""
+    def get(self, name: str, *, paths: bool = True) -> ModelEntry:
+        """An entry by name, model id or (with ``paths``, for the command line) path."""
         if name in self.by_name:
             return self.by_name[name]
         for e in self.entries:
-            if name in (e.model_id, str(e.path), e.path.name) or (os.path.exists(name) and Path(name).resolve() == e.path.resolve()):
+            if name == e.model_id:
+                return e
+            if paths and (name in (str(e.path), e.path.name)
+                          or (os.path.exists(name) and Path(name).resolve() == e.path.resolve())):
                 return e
         raise KeyError(f"unknown model {name!r}; known: {', '.join(self.by_name) or 'none'}")

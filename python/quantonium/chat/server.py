@@ -107,7 +107,7 @@ class ModelPool:
         if name == "auto":
             name = self.auto or ""
         try:
-            e = self.registry.get(name)
+            e = self.registry.get(name, paths=False)  # a client names models, never server paths
         except KeyError:
             raise ApiError(404, f"the model {name!r} does not exist on this server; GET /v1/models lists them",
                            param="model", code="model_not_found") from None
@@ -302,7 +302,11 @@ def create_app(pool: ModelPool):
         return Response(generate_latest(metrics), media_type=CONTENT_TYPE_LATEST)
 
     def model_card(e: ModelEntry) -> dict[str, Any]:
-        return {"id": e.name, "object": "model", "created": int(e.path.stat().st_mtime), "owned_by": "quantonium",
+        try:
+            created = int(e.path.stat().st_mtime)
+        except OSError:  # the file went away after the server started; the loaded model still answers
+            created = 0
+        return {"id": e.name, "object": "model", "created": created, "owned_by": "quantonium",
                 **{k: v for k, v in e.to_json(cfg.dtype).items() if k not in ("name",)},
                 "loaded": e.name in pool.loaded, "auto": e.name == pool.auto}
 
@@ -313,7 +317,7 @@ def create_app(pool: ModelPool):
     @app.get("/v1/models/{name:path}")
     async def model(name: str):
         try:
-            return model_card(pool.registry.get(name))
+            return model_card(pool.registry.get(name, paths=False))
         except KeyError:
             raise ApiError(404, f"the model {name!r} does not exist on this server", param="model",
                            code="model_not_found") from None
