@@ -9,15 +9,36 @@
 #include <pybind11/pybind11.h>
 
 #include <complex>
+#include <stdexcept>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "quantonium/checked.hpp"
 #include "quantonium/layout.hpp"
 
 namespace qnpy {
 
 namespace py = pybind11;
+
+/// nthreads must be in 1..qn::kMaxThreads (ValueError otherwise).
+inline void check_nthreads(int nthreads, const char* fname) {
+  if (nthreads < 1 || nthreads > qn::kMaxThreads)
+    throw py::value_error(std::string(fname) + ": nthreads must be in 1.." +
+                          std::to_string(qn::kMaxThreads) + ", got " + std::to_string(nthreads));
+}
+
+/// Runs f() and turns a std::invalid_argument it throws (a size that
+/// overflows, a value out of range: see quantonium/checked.hpp) into a
+/// ValueError whose message starts with fname.
+template <class F>
+auto named(const char* fname, F&& f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (const std::invalid_argument& e) {
+    throw py::value_error(std::string(fname) + ": " + e.what());
+  }
+}
 
 enum class DKind { f32, f64, c64, c128, other };
 
@@ -69,7 +90,8 @@ inline Collapsed collapse(const py::array& a, int axis) {
     py::ssize_t prev = -1;  // index of the previous dimension of size > 1
     for (py::ssize_t d = hi - 1; d >= lo; --d) {
       const py::ssize_t len = a.shape(d);
-      count *= len;
+      // numpy guarantees that the product of all dimensions fits; checked anyway
+      count = qn::checked_mul(count, len, "the number of rows");
       if (len == 1) continue;
       if (prev < 0) {
         stride = a.strides(d);

@@ -31,8 +31,17 @@ qn::index_t check_group(qn::index_t group_size, const char* fname) {
   return group_size;
 }
 
-void check_threads(int nthreads, const char* fname) {
-  if (nthreads < 1) throw py::value_error(std::string(fname) + ": nthreads must be >= 1");
+void check_threads(int nthreads, const char* fname) { check_nthreads(nthreads, fname); }
+
+/// ceil(count * bits / 8), or ValueError (naming fname) if count is negative
+/// or the size does not fit in 64 bits.
+qn::index_t packed_size(qn::index_t count, int bits, const char* fname) {
+  return named(fname, [&] { return qn::packed_bytes(count, bits); });
+}
+
+/// Groups of group_size covering count values (ValueError if out of range).
+qn::index_t groups_of(qn::index_t count, qn::index_t group_size, const char* fname) {
+  return named(fname, [&] { return qn::group_count(count, group_size); });
 }
 
 /// A read-only byte buffer (bytes, bytearray, memoryview, uint8 array).
@@ -69,7 +78,7 @@ py::array quantize_uniform(const py::object& xo, const py::object& steps_o, qn::
     throw py::value_error(std::string(fname) + ": dead_zone must be in [0, 0.5)");
   x = c_contig(x);
   const qn::index_t n = x.size();
-  auto steps = float32_steps(steps_o, qn::group_count(n, group_size), fname);
+  auto steps = float32_steps(steps_o, groups_of(n, group_size, fname), fname);
   for (qn::index_t g = 0; g < steps.size(); ++g)
     if (!(steps.data()[g] > 0.0f) || !std::isfinite(steps.data()[g]))
       throw py::value_error(std::string(fname) + ": every step must be finite and > 0");
@@ -114,7 +123,7 @@ py::array dequantize_uniform(const py::object& qo, const py::object& steps_o,
   check_threads(nthreads, fname);
   q = c_contig(q);
   const qn::index_t n = q.size();
-  auto steps = float32_steps(steps_o, qn::group_count(n, group_size), fname);
+  auto steps = float32_steps(steps_o, groups_of(n, group_size, fname), fname);
   const bool f64 = dtype == "float64";
   py::array out = f64 ? py::array(py::dtype::of<double>(), shape_of(q))
                       : py::array(py::dtype::of<float>(), shape_of(q));
@@ -146,8 +155,8 @@ py::tuple quantize_fixed(const py::object& xo, int bits, qn::index_t group_size,
     throw py::value_error(std::string(fname) + ": group_size must be a positive multiple of 8");
   check_threads(nthreads, fname);
   x = c_contig(x);
-  const qn::index_t n = x.size(), ng = qn::group_count(n, group_size);
-  py::array_t<std::uint8_t> packed(qn::packed_bytes(n, bits));
+  const qn::index_t n = x.size(), ng = groups_of(n, group_size, fname);
+  py::array_t<std::uint8_t> packed(packed_size(n, bits, fname));
   py::array scales(py::dtype("float16"), std::vector<py::ssize_t>{ng});
   py::object mins = py::none();
   std::uint16_t* mp = nullptr;
@@ -186,11 +195,13 @@ py::array dequantize_fixed(const py::object& packed_o, const py::object& scales_
   if (count < 0) throw py::value_error(std::string(fname) + ": count must be >= 0");
   check_threads(nthreads, fname);
   const Bytes packed = bytes_of(packed_o, fname);
-  if (packed.size() != qn::packed_bytes(count, bits))
+  const qn::index_t expected = packed_size(count, bits, fname);
+  if (packed.size() != expected)
     throw py::value_error(std::string(fname) + ": packed data has " +
                           std::to_string(packed.size()) + " bytes, expected " +
-                          std::to_string(qn::packed_bytes(count, bits)));
-  const qn::index_t ng = qn::group_count(count, group_size);
+                          std::to_string(expected) + " for count=" + std::to_string(count) +
+                          " at bits=" + std::to_string(bits));
+  const qn::index_t ng = groups_of(count, group_size, fname);
   auto half_array = [&](const py::object& o, const char* what) {
     py::array a = as_array(o);
     if (!a.dtype().equal(py::dtype("float16")))
@@ -227,7 +238,7 @@ py::array pack_bits(const py::object& vo, int bits) {
   v = c_contig(v);
   const qn::index_t n = v.size();
   const std::uint32_t limit = 1u << bits;
-  py::array_t<std::uint8_t> out(qn::packed_bytes(n, bits));
+  py::array_t<std::uint8_t> out(packed_size(n, bits, fname));
   auto go = [&](auto tag) {
     using U = decltype(tag);
     const U* p = static_cast<const U*>(v.data());
@@ -255,9 +266,11 @@ py::array unpack_bits(const py::object& data, int bits, qn::index_t count, const
     throw py::value_error(std::string(fname) + ": bits must be in 1.." + (wide ? "16" : "8"));
   if (count < 0) throw py::value_error(std::string(fname) + ": count must be >= 0");
   const Bytes b = bytes_of(data, fname);
-  if (b.size() != qn::packed_bytes(count, bits))
+  const qn::index_t expected = packed_size(count, bits, fname);
+  if (b.size() != expected)
     throw py::value_error(std::string(fname) + ": got " + std::to_string(b.size()) +
-                          " bytes, expected " + std::to_string(qn::packed_bytes(count, bits)));
+                          " bytes, expected " + std::to_string(expected) + " for count=" +
+                          std::to_string(count) + " at bits=" + std::to_string(bits));
   py::array out = wide ? py::array(py::dtype::of<std::uint16_t>(), std::vector<py::ssize_t>{count})
                        : py::array(py::dtype::of<std::uint8_t>(), std::vector<py::ssize_t>{count});
   void* o = out.mutable_data();

@@ -164,7 +164,7 @@ py::array raw_fftw(const py::object& xo, bool inverse, int nthreads, bool blocke
     throw py::value_error(std::string(fname) + ": need at least one dimension of length >= 1");
   if (!(x.flags() & py::array::c_style))
     throw py::value_error(std::string(fname) + ": input must be C-contiguous");
-  if (nthreads < 1) throw py::value_error(std::string(fname) + ": nthreads must be >= 1");
+  check_nthreads(nthreads, fname);
   py::array out = prepare_out(out_obj, x.dtype(), shape_of(x), fname);
   if (!(out.flags() & py::array::c_style))
     throw py::value_error(std::string(fname) + ": out must be C-contiguous");
