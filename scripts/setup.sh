@@ -14,7 +14,9 @@ cd "$(dirname "$0")/.."
 # machine does not have) are noise; everything else goes to stderr.
 quiet() { { grep -v "^WARNING: Location" || true; } >&2; }
 
-APT_PACKAGES=(build-essential pkg-config libfftw3-dev libeigen3-dev libbenchmark-dev)
+# clang: the libFuzzer harnesses of fuzz/native (the test suite runs a short pass);
+# its runtime package is named after its version (scripts/clang_packages.sh).
+APT_PACKAGES=(build-essential pkg-config libfftw3-dev libeigen3-dev libbenchmark-dev clang)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -25,6 +27,7 @@ if ((${#missing[@]})); then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+bash scripts/clang_packages.sh
 
 PY=${PYTHON:-python3}
 VENV=${QN_VENV:-.venv}

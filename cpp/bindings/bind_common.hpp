@@ -164,11 +164,23 @@ inline void check_overlap(const py::array& in, const py::array& out, bool same_i
                           "itself for an in-place transform of the same dtype");
 }
 
-/// Makes a C-contiguous copy (same dtype) of an array whose layout does not
-/// collapse to (outer, n, inner).
+/// True if the array's data are aligned for its dtype (numpy's ALIGNED flag).
+/// A buffer viewed at an odd offset (numpy.frombuffer(b, offset=1)) is not;
+/// reading its elements through typed pointers would be undefined behaviour.
+inline bool is_aligned(const py::array& a) {
+  return (a.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_) != 0;
+}
+
+/// A C-contiguous, aligned copy (same dtype) of `a`: a fresh allocation, so
+/// aligned whatever `a` was.
 inline py::array contiguous_copy(const py::array& a) {
   py::object np = py::module_::import("numpy");
-  return py::reinterpret_borrow<py::array>(np.attr("ascontiguousarray")(a));
+  return py::reinterpret_borrow<py::array>(np.attr("array")(a, py::arg("copy") = true, py::arg("order") = "C"));
+}
+
+/// `a` itself when it is C-contiguous and aligned, else such a copy.
+inline py::array c_contig(const py::array& a) {
+  return ((a.flags() & py::array::c_style) && is_aligned(a)) ? a : contiguous_copy(a);
 }
 
 }  // namespace qnpy

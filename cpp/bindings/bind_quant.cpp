@@ -9,11 +9,6 @@ namespace qnpy {
 
 namespace {
 
-/// A C-contiguous view of `a` (copied only when `a` is not C-contiguous).
-py::array c_contig(const py::array& a) {
-  return (a.flags() & py::array::c_style) ? a : contiguous_copy(a);
-}
-
 py::array_t<float> float32_steps(const py::object& obj, qn::index_t groups, const char* fname) {
   py::array a = as_array(obj);
   if (!a.dtype().equal(py::dtype::of<float>()))
@@ -354,7 +349,7 @@ steps : ndarray of float32, shape (ceil(x.size / group_size),), finite, > 0
 group_size : int
 dead_zone : float in [0, 0.5), optional
 symbol_dtype : {"int8", "int16"}
-nthreads : int
+nthreads : int, 1..MAX_THREADS
 
 Returns
 -------
@@ -385,7 +380,7 @@ x : ndarray of float32 or float64 (flattened in C order)
 bits : int in 2..8
 group_size : int, positive multiple of 8 (32, 64, 128 are the usual ones)
 asymmetric : bool
-nthreads : int
+nthreads : int, 1..MAX_THREADS
 
 Returns
 -------
@@ -395,7 +390,10 @@ Returns
         "x"_a, "bits"_a, py::kw_only(), "group_size"_a, "asymmetric"_a = false, "nthreads"_a = 1);
   m.def("dequantize_fixed", &dequantize_fixed, R"doc(
 Inverse of :func:`quantize_fixed`; returns ``count`` float32 values (flat).
-Every size is checked against ``count`` before anything is read.
+Every size is checked against ``count`` before anything is read or
+allocated: ``packed`` must hold exactly ``ceil(count * bits / 8)`` bytes and
+``scales`` (and ``mins``) one entry per group; a count whose sizes do not fit
+in 64 bits raises ValueError.
 )doc",
         "packed"_a, "scales"_a, "mins"_a, py::kw_only(), "bits"_a, "group_size"_a, "count"_a,
         "nthreads"_a = 1);
@@ -406,7 +404,8 @@ if a value does not fit.
         "values"_a, "bits"_a);
   m.def("unpack_bits", &unpack_bits, R"doc(
 Unpacks ``count`` values of ``bits`` bits; the input must hold exactly
-``ceil(count * bits / 8)`` bytes.
+``ceil(count * bits / 8)`` bytes (checked before allocating; a count whose
+packed size does not fit in 64 bits raises ValueError).
 )doc",
         "data"_a, "bits"_a, "count"_a, "dtype"_a = "uint8");
   m.def("rans_encode", &rans_encode, R"doc(

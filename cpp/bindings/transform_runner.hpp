@@ -35,11 +35,13 @@ py::array complex_transform(const char* fname, const py::object& xo, int axis, i
     using T = decltype(tag);
     Collapsed ci = collapse(x, ax);
     qn::index_t so = 0, se = 0, si = 0;
-    if (!ci.ok || !scalar_strides<T>(ci, so, se, si)) {
+    if (!ci.ok || !scalar_strides<T>(ci, so, se, si) || !is_aligned(x)) {
       x = contiguous_copy(x);
       ci = collapse(x, ax);
       scalar_strides<T>(ci, so, se, si);
     }
+    if (!is_aligned(out))
+      throw py::value_error(std::string(fname) + ": out is not aligned for its dtype");
     const Collapsed co = collapse(out, ax);
     qn::index_t oo = 0, oe = 0, oi = 0;
     if (!co.ok || !scalar_strides<T>(co, oo, oe, oi))
@@ -84,11 +86,13 @@ py::array real_transform(const char* fname, const py::object& xo, int axis, int 
     using T = decltype(tag);
     Collapsed ci = collapse(x, ax);
     qn::index_t so = 0, se = 0, si = 0;
-    if (!ci.ok || !scalar_strides<T>(ci, so, se, si)) {
+    if (!ci.ok || !scalar_strides<T>(ci, so, se, si) || !is_aligned(x)) {
       x = contiguous_copy(x);
       ci = collapse(x, ax);
       scalar_strides<T>(ci, so, se, si);
     }
+    if (!is_aligned(out))
+      throw py::value_error(std::string(fname) + ": out is not aligned for its dtype");
     const Collapsed co = collapse(out, ax);
     qn::index_t oo = 0, oe = 0, oi = 0;
     if (!co.ok || !scalar_strides<T>(co, oo, oe, oi))
