@@ -16,7 +16,9 @@ quiet() { { grep -v "^WARNING: Location" || true; } >&2; }
 
 # libhtscodecs-dev: htscodecs' rANS Nx16, the peer of bench/entropy_bench.py (loaded through ctypes)
 # chromium + chromium-driver: the headless browser of the chat page's test (tests/test_chat_browser.py)
-APT_PACKAGES=(build-essential pkg-config libfftw3-dev libeigen3-dev libbenchmark-dev libhtscodecs-dev chromium chromium-driver)
+# clang: the libFuzzer harnesses of fuzz/native (the test suite runs a short pass);
+# its runtime package is named after its version (scripts/clang_packages.sh).
+APT_PACKAGES=(build-essential pkg-config libfftw3-dev libeigen3-dev libbenchmark-dev libhtscodecs-dev chromium chromium-driver clang)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -27,6 +29,7 @@ if ((${#missing[@]})); then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+bash scripts/clang_packages.sh
 
 PY=${PYTHON:-python3}
 VENV=${QN_VENV:-.venv}
