@@ -338,6 +338,9 @@ def build_parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="build report and a measured round trip of every transform")
     info.add_argument("--json", action="store_true", help="print the report as JSON")
     info.set_defaults(func=cmd_info)
+    from .chat import add_subcommands as add_chat_subcommands
+
+    add_chat_subcommands(sub)
     return p
 
 

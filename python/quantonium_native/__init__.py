@@ -32,10 +32,13 @@ build_info
     FFTW version, SIMD paths compiled and selected, compiler.
 set_planner_effort, clear_caches
     FFTW planning control.
+CANONICAL_MAX_N, MAX_THREADS
+    The longest canonical RFT and the largest ``nthreads`` accepted.
 """
 
 from ._core import (
     CANONICAL_MAX_N,
+    MAX_THREADS,
     __version__,
     build_info,
     canonical_basis,
@@ -63,6 +66,7 @@ from ._core import (
 
 __all__ = [
     "CANONICAL_MAX_N",
+    "MAX_THREADS",
     "__version__",
     "build_info",
     "canonical_basis",

@@ -7,6 +7,7 @@ import numpy.typing as npt
 
 __version__: str
 CANONICAL_MAX_N: int
+MAX_THREADS: int  # the largest nthreads accepted (1024)
 
 _F32 = npt.NDArray[np.float32]
 _F64 = npt.NDArray[np.float64]
