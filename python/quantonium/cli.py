@@ -241,9 +241,9 @@ def _limits_parent() -> argparse.ArgumentParser:
     """``--max-memory`` / ``--max-index`` for the commands that read .qnt files (quantonium.limits)."""
     lp = argparse.ArgumentParser(add_help=False)
     g = lp.add_argument_group("limits for reading .qnt files (quantonium.limits)")
-    g.add_argument("--max-memory", metavar="SIZE",
+    g.add_argument("--max-memory", metavar="SIZE", dest="qnt_max_memory",
                    help="most memory a read may use, e.g. 8G (default: $QUANTONIUM_MAX_MEMORY or half the machine's memory)")
-    g.add_argument("--max-index", metavar="SIZE",
+    g.add_argument("--max-index", metavar="SIZE", dest="qnt_max_index",
                    help="largest index accepted, e.g. 128M (default: $QUANTONIUM_MAX_INDEX or 64M; at most 256M)")
     return lp
 
@@ -254,13 +254,13 @@ def _apply_limits(args: argparse.Namespace) -> None:
 
     from . import limits
 
-    for flag, env in (("max_memory", limits.ENV_MAX_MEMORY), ("max_index", limits.ENV_MAX_INDEX)):
-        v = getattr(args, flag, None)
+    for flag, env in (("max-memory", limits.ENV_MAX_MEMORY), ("max-index", limits.ENV_MAX_INDEX)):
+        v = getattr(args, "qnt_" + flag.replace("-", "_"), None)  # only the commands with these flags (chat has its own)
         if v is not None:
             try:
                 os.environ[env] = str(limits.parse_size(v))
             except ValueError as e:
-                raise CliError(f"--{flag.replace('_', '-')}: {e}") from None
+                raise CliError(f"--{flag}: {e}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:

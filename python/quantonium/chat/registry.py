@@ -164,10 +164,12 @@ class ModelEntry:
 def _json_file(f, name: str) -> dict[str, Any]:
     if name not in f.file_names:
         return {}
-    try:
-        v = json.loads(f.file(name))
-    except (ValueError, UnicodeDecodeError):
-        raise ValueError(f"{f.path}: embedded {name} is not valid JSON") from None
+    from ..limits import JsonError, load_json
+
+    try:  # nesting bounded: a deep file is one error, not a RecursionError (issue 11)
+        v = load_json(f.file(name), f"embedded {name}")
+    except JsonError as e:
+        raise ValueError(f"{f.path}: {e}") from None
     return v if isinstance(v, dict) else {}
 
 
