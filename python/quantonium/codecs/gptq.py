@@ -40,8 +40,10 @@ The arithmetic (same mathematics as GPTQ, cheaper and better conditioned):
   after the block, one matrix product updates every later column. The work
   is ``out * in^2`` multiply-adds in float32 (torch / MKL), plus the
   Cholesky (``in^3 / 3``), in float32 when it succeeds there and in float64
-  otherwise (measured in ``bench/gptq_bench.py``: float32 costs nothing
-  measurable in output error once H is damped).
+  otherwise (``bench/gptq_bench.py`` measures the difference in output error).
+  Rows are independent: with ``nthreads`` > 1 the Cholesky runs on that many
+  threads, and the rows are split into that many groups, each updated by one
+  thread with single-threaded torch operations.
 - The symbols are integers ``q`` chosen by rounding ``w' / step`` (float32,
   half to even, as the codec rounds), kept within +-31999 (the codec widens
   its step when a value needs 32000 steps or more). The returned weights are
@@ -57,6 +59,7 @@ Same inputs and thread count give bitwise the same result.
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
@@ -68,11 +71,10 @@ __all__ = ["Factor", "compensate", "factorise", "quantise"]
 
 #: columns quantised per block before the rest is updated by one matrix product
 BLOCK = 128
-#: positions swept with rank-1 updates before a product updates the rest of the block
-SUB = 32
 #: largest |symbol| chosen: the codec keeps its step only below 32000 steps
 MAX_SYMBOL = 31999
 _FALLBACK_DAMP = 0.1
+_MIN_ROWS_PER_THREAD = 64
 
 
 @dataclass(frozen=True)
@@ -100,11 +102,15 @@ class Factor:
     factor_dtype: str
 
 
+def _check_threads(nthreads) -> None:
+    if not isinstance(nthreads, int) or isinstance(nthreads, bool) or nthreads < 1:
+        raise ValueError(f"GPTQ: nthreads must be a positive integer, not {nthreads!r}")
+
+
 @contextmanager
 def _threads(nthreads: int) -> Iterator[None]:
     """torch's intra-op thread count set to ``nthreads`` for the block, restored afterwards."""
-    if not isinstance(nthreads, int) or isinstance(nthreads, bool) or nthreads < 1:
-        raise ValueError(f"GPTQ: nthreads must be a positive integer, not {nthreads!r}")
+    _check_threads(nthreads)
     old = torch.get_num_threads()
     if nthreads != old:
         torch.set_num_threads(nthreads)
@@ -230,11 +236,30 @@ def _sweep(y: torch.Tensor, x: torch.Tensor, ln: torch.Tensor, step: float, s: i
             y[s:j].addr_(ln[j, s:j], rj)
 
 
+def _gptq_rows(x: torch.Tensor, ln: torch.Tensor, step: float) -> torch.Tensor:
+    """Symbols (in, rows) for the scaled weights ``x`` (in, rows) in factorisation order; ``x``
+    becomes the residuals. The lazy batch of the GPTQ paper, last position first: a block of
+    BLOCK positions is quantised with rank-1 updates inside it, then one matrix product updates
+    every position not yet quantised."""
+    with torch.no_grad():
+        y = x.clone()  # the updated weights w', then the symbols q
+        for e in range(x.shape[0], 0, -BLOCK):
+            s = max(0, e - BLOCK)
+            _sweep(y, x, ln, step, s, e)
+            if s > 0:
+                y[:s].addmm_(ln[s:e, :s].T, x[s:e])
+        return y
+
+
 def quantise(w, factor: Factor, step: float, row=None, *, nthreads: int = 1) -> np.ndarray:
     """GPTQ with a prepared ``factor``: float32 weights (out, in) on the grid ``step / (row_i col_j)``.
 
     ``w`` is (out, in), a numpy array or torch tensor; ``row`` the codec's
     normalised row scales (None for ones); the column scales are the factor's.
+    Rows are independent: with ``nthreads`` > 1 they are split into that many
+    contiguous groups, each run by one thread (torch single-threaded inside:
+    the many small operations of the column sweep do not pay for a parallel
+    region, and on a busy machine they lose badly to one).
     """
     wt = _as_matrix(w, "the weight")
     if isinstance(wt, torch.Tensor):
@@ -246,6 +271,7 @@ def quantise(w, factor: Factor, step: float, row=None, *, nthreads: int = 1) -> 
     if not (np.isfinite(step32) and step32 > 0):
         raise ValueError(f"GPTQ: step must be finite and > 0, not {step!r}")
     a, b = _scale(row, out_dim, "row"), factor.col
+    _check_threads(nthreads)
     if out_dim == 0 or in_dim == 0:
         return np.zeros((out_dim, in_dim), np.float32)
     w32 = np.asarray(wt, np.float32)
@@ -253,28 +279,25 @@ def quantise(w, factor: Factor, step: float, row=None, *, nthreads: int = 1) -> 
     if a is not None or b is not None:
         m = (np.ones((out_dim, 1), np.float32) if a is None else a[:, None]) * \
             (np.ones((1, in_dim), np.float32) if b is None else b[None, :])
+    ws = torch.from_numpy(w32 * m if m is not None else w32 if w32.flags.writeable else w32.copy())
     st = float(step32)
-    with _threads(nthreads), torch.no_grad():
-        ws = torch.from_numpy(w32 * m if m is not None else w32 if w32.flags.writeable else w32.copy())
-        # transposed, in factorisation order: row j of x is input column order[j]
-        x = ws.T.index_select(0, factor.order)  # becomes the residuals w - q step
-        y = x.clone()  # the updated weights w', then the symbols q
-        ln = factor.ln
-        # the lazy batch of the GPTQ paper, last position first: a block of BLOCK positions is
-        # quantised with rank-1 updates inside it (in sub-blocks of SUB, updated by a small
-        # product), then one matrix product updates every position not yet quantised
-        for e in range(in_dim, 0, -BLOCK):
-            s = max(0, e - BLOCK)
-            for e2 in range(e, s, -SUB):
-                s2 = max(s, e2 - SUB)
-                _sweep(y, x, ln, st, s2, e2)
-                if s2 > s:
-                    y[s:s2].addmm_(ln[s2:e2, s:s2].T, x[s2:e2])
-            if s > 0:
-                y[:s].addmm_(ln[s:e, :s].T, x[s:e])
-        q = torch.empty_like(y)
-        q.index_copy_(0, factor.order, y)
-        out = np.ascontiguousarray(q.T.numpy())
+    groups = max(1, min(nthreads, out_dim // _MIN_ROWS_PER_THREAD))
+    bounds = np.linspace(0, out_dim, groups + 1).astype(int)
+    with _threads(1), torch.no_grad():
+        # transposed, in factorisation order: row j of a group is input column order[j]
+        # (torch's blocked transposing copy, then whole rows gathered: both far faster than a
+        # gather from the transposed view)
+        xs = [ws[r0:r1].T.contiguous().index_select(0, factor.order) for r0, r1 in zip(bounds[:-1], bounds[1:])]
+        if groups == 1:
+            ys = [_gptq_rows(xs[0], factor.ln, st)]
+        else:
+            with ThreadPoolExecutor(groups) as pool:
+                ys = list(pool.map(lambda x: _gptq_rows(x, factor.ln, st), xs))
+        del xs
+        q = torch.empty((in_dim, out_dim), dtype=torch.float32)
+        q.index_copy_(0, factor.order, torch.cat(ys, dim=1) if groups > 1 else ys[0])
+        del ys
+        out = q.T.contiguous().numpy()
     # what the decoder computes from the symbols: float32(q * step) / float32(a_i b_j)
     out += np.float32(0.0)  # -0.0 -> +0.0, as the decoder gives
     out *= step32
