@@ -228,14 +228,16 @@ def test_gram_as_numpy_or_torch_float32_or_float64(rng):
 
 
 def test_deterministic_and_threads_restored(rng):
-    w = rng.standard_normal((96, 2 * BLOCK + 40)).astype(np.float32)
+    w = rng.standard_normal((200, 2 * BLOCK + 40)).astype(np.float32)  # 200 rows: 3 groups at 3 threads
     h = gram(rng, w.shape[1])
     a, b, _, _ = codec_scales(rng, w.shape, "rowcol")
+    ref = reference_compensate(w, h, 0.05, a, b)
     before = torch.get_num_threads()
-    for nthreads in (1, 2):
+    for nthreads in (1, 2, 3):
         runs = [compensate(w, h, 0.05, a, b, nthreads=nthreads) for _ in range(3)]
         assert all(np.array_equal(r.view(np.int32), runs[0].view(np.int32)) for r in runs)
         assert torch.get_num_threads() == before
+        assert abs(out_err(runs[0], w, h) - out_err(ref, w, h)) <= 0.01 * out_err(ref, w, h)
     with pytest.raises(ValueError, match="Gram"):
         compensate(w, h[:10, :10], 0.05, a, b, nthreads=2)
     assert torch.get_num_threads() == before

@@ -75,6 +75,7 @@ BLOCK = 128
 MAX_SYMBOL = 31999
 _FALLBACK_DAMP = 0.1
 _MIN_ROWS_PER_THREAD = 64
+_GATHER_ROWS = 512
 
 
 @dataclass(frozen=True)
@@ -186,11 +187,15 @@ def factorise(h, col=None, *, damp: float = 0.01, act_order: bool = True, nthrea
         s, dead_o, mean_d, r = inv_b[order], dead[order], float(d.mean()), order.numpy()
 
         def damped(dtype: torch.dtype, extra: float) -> torch.Tensor:
-            # our own copy of B^-1 H B^-1 in order, damped
-            if isinstance(ht, torch.Tensor):
-                m = ht.index_select(0, order).index_select(1, order).to(dtype)
-            else:
-                m = torch.from_numpy(ht[np.ix_(r, r)]).to(dtype)
+            # our own copy of B^-1 H B^-1 in order, damped; gathered by blocks of rows so that
+            # no whole intermediate copy (of a float64 H, say) is ever held
+            m = torch.empty((n, n), dtype=dtype)
+            for i0 in range(0, n, _GATHER_ROWS):
+                i1 = min(i0 + _GATHER_ROWS, n)
+                if isinstance(ht, torch.Tensor):
+                    m[i0:i1] = ht.index_select(0, order[i0:i1]).index_select(1, order)
+                else:
+                    m[i0:i1] = torch.from_numpy(ht[np.ix_(r[i0:i1], r)])
             sd = s.to(dtype)
             m.mul_(sd[:, None]).mul_(sd[None, :])
             diag = torch.diagonal(m)
@@ -282,12 +287,14 @@ def quantise(w, factor: Factor, step: float, row=None, *, nthreads: int = 1) -> 
     ws = torch.from_numpy(w32 * m if m is not None else w32 if w32.flags.writeable else w32.copy())
     st = float(step32)
     groups = max(1, min(nthreads, out_dim // _MIN_ROWS_PER_THREAD))
-    bounds = np.linspace(0, out_dim, groups + 1).astype(int)
+    edges = np.linspace(0, out_dim, groups + 1).astype(int).tolist()
+    bounds = list(zip(edges[:-1], edges[1:]))
     with _threads(1), torch.no_grad():
         # transposed, in factorisation order: row j of a group is input column order[j]
         # (torch's blocked transposing copy, then whole rows gathered: both far faster than a
         # gather from the transposed view)
-        xs = [ws[r0:r1].T.contiguous().index_select(0, factor.order) for r0, r1 in zip(bounds[:-1], bounds[1:])]
+        xs = [ws[r0:r1].T.contiguous().index_select(0, factor.order) for r0, r1 in bounds]
+        del ws
         if groups == 1:
             ys = [_gptq_rows(xs[0], factor.ln, st)]
         else:
@@ -295,9 +302,11 @@ def quantise(w, factor: Factor, step: float, row=None, *, nthreads: int = 1) -> 
                 ys = list(pool.map(lambda x: _gptq_rows(x, factor.ln, st), xs))
         del xs
         q = torch.empty((in_dim, out_dim), dtype=torch.float32)
-        q.index_copy_(0, factor.order, torch.cat(ys, dim=1) if groups > 1 else ys[0])
+        for (r0, r1), y in zip(bounds, ys):
+            q[:, r0:r1].index_copy_(0, factor.order, y)
         del ys
         out = q.T.contiguous().numpy()
+        del q
     # what the decoder computes from the symbols: float32(q * step) / float32(a_i b_j)
     out += np.float32(0.0)  # -0.0 -> +0.0, as the decoder gives
     out *= step32
