@@ -149,6 +149,21 @@ def _as_matrix(x, what: str) -> torch.Tensor | np.ndarray:
     return t
 
 
+def _cholesky_in_place(m: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(lower Cholesky factor, LAPACK info) of the symmetric ``m``, computed in ``m``'s own memory.
+
+    ``m.T`` is ``m`` (symmetric) in the column-major layout LAPACK works in, so torch
+    factorises it in place when given it as its own output (no second n x n buffer:
+    256 MB at n = 8192); should torch refuse the aliasing, it factorises a copy.
+    """
+    a = m.T
+    info = torch.zeros((), dtype=torch.int32)
+    try:
+        return torch.linalg.cholesky_ex(a, out=(a, info))
+    except RuntimeError:
+        return torch.linalg.cholesky_ex(a)
+
+
 def factorise(h, col=None, *, damp: float = 0.01, act_order: bool = True, nthreads: int = 1,
               factor_dtype: str = "auto") -> Factor:
     """The column order and update matrix of GPTQ for the input Gram matrix ``h`` (in, in).
@@ -212,9 +227,9 @@ def factorise(h, col=None, *, damp: float = 0.01, act_order: bool = True, nthrea
         tried = []
         for dtype, extra in attempts:
             m = damped(dtype, extra)
-            if not bool(torch.isfinite(m.sum(dtype=torch.float64))):
+            if not (math.isfinite(float(m.amax())) and math.isfinite(float(m.amin()))):  # NaN propagates
                 raise ValueError("GPTQ: the Gram matrix has non-finite values")
-            low, info = torch.linalg.cholesky_ex(m)
+            low, info = _cholesky_in_place(m)
             del m
             # NaN never fails a comparison in the factorisation: check its diagonal too
             if int(info) == 0 and bool(torch.isfinite(torch.diagonal(low)).all()):
