@@ -53,7 +53,11 @@ The arithmetic (same mathematics as GPTQ, cheaper and better conditioned):
   float32 scaling is a few units in the last place, far from a rounding
   boundary at +-0.5) and decodes to the same bits.
 
-Same inputs and thread count give bitwise the same result.
+Same inputs and thread count give bitwise the same result. ``nthreads`` sets
+torch's (process-wide) thread count for the duration of a call. Memory above
+the inputs: the factorisation works in place on one in x in float32 matrix,
+and the factor and the transposed weights live through the updates: about
+``2 * in^2 * 4`` bytes (512 MB at in = 8192).
 """
 
 from __future__ import annotations
