@@ -243,10 +243,10 @@ def encode_allocated(
             ra, cb = coder._scales(a32.shape)
             if transposed:  # (in, out): inputs along rows
                 wq = compensate(a32.T, h, p.step, None if cb is None else cb.astype(np.float64),
-                                None if ra is None else ra.astype(np.float64), nthreads=nthreads).T
+                                None if ra is None else ra.astype(np.float64)).T
             else:
                 wq = compensate(a32, h, p.step, None if ra is None else ra.astype(np.float64),
-                                None if cb is None else cb.astype(np.float64), nthreads=nthreads)
+                                None if cb is None else cb.astype(np.float64))
             compensated[key] = np.ascontiguousarray(wq)
         enc = coder.encode_step(compensated[key].astype(large[n].dtype), p.step, nthreads=nthreads)
         back = coder.decode(enc.payload, large[n].shape, "float32", nthreads=nthreads)
