@@ -30,7 +30,7 @@ float32. The projection for GPT-Neo 1.3B is 24 layers x (4 x 2048x2048 +
 measures the peak anonymous memory (RssAnon) of one new call at the largest
 input size, above the inputs it was given.
 
-    python bench/gptq_bench.py                       # full run (about an hour here: the old code is slow)
+    python bench/gptq_bench.py                       # full run (about 75 minutes here: the old code is slow)
     python bench/gptq_bench.py --quick               # small shapes, 3 rounds
     python bench/gptq_bench.py --json bench/results/gptq.json --md bench/results/gptq.md
 """
