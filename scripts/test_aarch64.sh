@@ -3,7 +3,7 @@
 # native test subset on it under user-mode emulation (QEMU), on an x86-64
 # Debian machine, as root:
 #
-#   bash scripts/test_aarch64.sh [pytest arguments]     # ~30 min on 2 cores
+#   bash scripts/test_aarch64.sh [pytest arguments]     # ~25 min on 2 cores
 #
 # What it does (idempotent: a second run only rebuilds what changed):
 #  1. apt: Debian's cross compiler (g++-aarch64-linux-gnu), qemu-user-static,
@@ -19,11 +19,11 @@
 #     wheels, installed by pip with --platform.
 #  3. Cross-compiles the extension with warnings as errors
 #     (cmake/aarch64-linux-gnu.cmake) into build/aarch64/build.
-#  4. Runs the native tests (NATIVE_TESTS below: the ones that need only numpy,
-#     quantonium_native and the numpy references) with that Python under
-#     qemu-aarch64, emulating a Cortex-A72 (ARMv8.0-A: NEON, nothing newer;
-#     QN_QEMU_CPU=max or another core overrides it). The tests compare against
-#     the numpy references to the tolerances they use on x86-64.
+#  4. Runs the native tests (NATIVE_TESTS below: the ones that need only
+#     numpy, ml_dtypes, quantonium_native and the numpy references) with that
+#     Python under qemu-aarch64, emulating a Cortex-A72 (ARMv8.0-A: NEON,
+#     nothing newer; QN_QEMU_CPU=max or another core overrides it). The tests
+#     compare against the numpy references to the tolerances they use on x86-64.
 #
 # Not part of scripts/test.sh or CI: emulation is slow, and nothing here runs
 # on real ARM hardware.
@@ -48,6 +48,12 @@ NATIVE_TESTS=(
   tests/test_phi_rft.py
   tests/test_threads.py
   tests/test_properties.py
+  # codecs, rate allocation and the .qnt container: numpy, ml_dtypes and the
+  # native kernels end to end (no torch)
+  tests/test_codecs.py
+  tests/test_allocation.py
+  tests/test_container.py
+  tests/test_hostile.py
 )
 DESELECT=(
   # the canonical basis at n = 1024 (O(n^3) in Eigen): 8.5 min under emulation;
