@@ -25,6 +25,9 @@ rans_encode, rans_decode, rans_stream_info
     (format 2: interleaved, chunked, threaded; format-1 streams still decode).
 rans_stream_size
     Exact table size and estimated payload of a stream with given symbol counts.
+energy_sums
+    Signal and error energy of a tensor against its reconstruction (float64
+    sums, thread-count independent): the SNR of large tensors without copies.
 quantize_histograms
     Symbol counts and squared errors of uniform quantisation at many steps
     (rate-distortion curves without coding).
@@ -48,6 +51,7 @@ from ._core import (
     clear_caches,
     dequantize_fixed,
     dequantize_uniform,
+    energy_sums,
     pack_bits,
     quantize_fixed,
     quantize_histograms,
@@ -76,6 +80,7 @@ __all__ = [
     "clear_caches",
     "dequantize_fixed",
     "dequantize_uniform",
+    "energy_sums",
     "pack_bits",
     "quantize_fixed",
     "quantize_histograms",

@@ -19,9 +19,12 @@ one dimension: norms, biases) are stored ``lossless`` under ``auto``.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
+
+import quantonium_native as qn
 
 from . import auto, lossless
 from .base import DTYPES, CodecError, Encoded, MemoryLimitError, Target, dtype_name, itemsize, numpy_dtype
@@ -63,6 +66,15 @@ CODECS: dict[str, tuple[int, Any]] = {
 }
 
 
+def _finite(a: np.ndarray) -> bool:
+    """Whether every value is finite: the float64 sum of squares of finite float32/16 values cannot overflow."""
+    x = np.asarray(a)
+    x = x if x.dtype in (np.float32, np.float64) else x.astype(np.float32)
+    if x.dtype == np.float64:
+        return bool(np.all(np.isfinite(x)))
+    return math.isfinite(qn.energy_sums(x)[0])
+
+
 def encode_tensor(
     a: np.ndarray,
     codec: str = "auto",
@@ -75,7 +87,7 @@ def encode_tensor(
 ) -> Encoded:
     """Encodes one float32/float16/bfloat16 tensor; the result's SNR and bits are measured."""
     dtype_name(a)  # TypeError for other dtypes
-    if codec != "lossless" and not np.all(np.isfinite(np.asarray(a, np.float32))):
+    if codec != "lossless" and not _finite(a):
         raise ValueError("tensor holds NaN or inf: only the lossless codec stores those")
     if codec == "auto":
         if a.ndim <= 1 or a.size < SMALL_TENSOR:

@@ -41,6 +41,7 @@ from ..metrics import snr_db
 VERSION = 3  # 2: optional row/column sensitivity scales; 3: rANS stream format 2 (1 and 2 still decode)
 SCALE_BLOCK = 1 << 20  # values rescaled at a time when decoding
 _SAMPLE = 1 << 20  # coefficients whose histograms predict rate and SNR
+_COARSE = 1 << 18  # the subsample that places the target between two quarter-octave steps
 _EXACT = 1 << 16  # below this many values, a target SNR is met by bisection on the exact SNR
 
 
@@ -130,25 +131,27 @@ class _Scalar:
         name = dtype_name(a)
         w = as_float32(a)
         c, extra, scl = self.coefficients(w, nthreads)
-        power = float(np.mean(c.astype(np.float64) ** 2)) if c.size else 0.0
+        power = qn.energy_sums(c, nthreads=nthreads)[0] / c.size if c.size else 0.0
         if power == 0.0:  # all zeros: any step gives an exact result
             q, sym = self._quantise(c, 1.0, nthreads)
             payload, params = self._payload(q, sym, 1.0, extra, scl, nthreads)
             return Encoded(self.name, VERSION, payload, a.size, math.inf, params, stored_values=a.size)
 
         energy = power * c.size
-        amax = float(np.max(np.abs(c)))
+        amax = max(float(np.max(c)), -float(np.min(c)))
         rms = math.sqrt(power)
         fine = max(amax / 32000.0, rms * 2.0**-14)
-        ladder = [st for st in (rms * 2.0 ** (k / 16.0) for k in range(48, -240, -1)) if st >= fine]  # coarse to fine
+        # coarse to fine, a quarter octave apart; refine() narrows to 1/128 octave between two of them
+        ladder = [st for st in (rms * 2.0 ** (k / 4.0) for k in range(12, -60, -1)) if st >= fine]
         lens = [len(x) for x in scl]
         sample = c if c.size <= _SAMPLE else c[:: -(-c.size // _SAMPLE)]
+        coarse = sample if sample.size <= _COARSE else sample[:: -(-sample.size // _COARSE)]
 
-        def predict(steps: list[float]) -> tuple[np.ndarray, np.ndarray, list[float]]:
-            """(predicted payload bits, predicted SNR, steps as float32) from the sample's histograms."""
+        def predict(steps: list[float], src: np.ndarray = sample) -> tuple[np.ndarray, np.ndarray, list[float]]:
+            """(predicted payload bits, predicted SNR, steps as float32) from a sample's histograms."""
             st = [float(np.float32(x)) for x in steps]
-            mins, hists, sse = qn.quantize_histograms(sample, np.array(st, np.float32), nthreads=nthreads)
-            up = c.size / sample.size
+            mins, hists, sse = qn.quantize_histograms(src, np.array(st, np.float32), nthreads=nthreads)
+            up = c.size / src.size
             bits, snr = [], []
             for k, x in enumerate(st):
                 head, pay = qn.rans_stream_size(hists[k], min_symbol=int(mins[k]))
@@ -161,15 +164,20 @@ class _Scalar:
             return np.array(bits, np.float64), np.array(snr), st
 
         def refine(i: int, j: int, ok) -> float:
-            """The step closest to ladder[j] (not acceptable) among 8 sub-steps from ladder[i] (acceptable)."""
+            """The acceptable step closest to ladder[j] (not acceptable) from ladder[i] (acceptable):
+            8 sub-steps (1/32 octave), then 4 between the last acceptable one and the next (1/128 octave)."""
             if not 0 <= j < len(ladder):
                 return ladder[i]
-            sub = [ladder[i] * (ladder[j] / ladder[i]) ** (k / 8.0) for k in range(8)]
-            bits, snr, st = predict(sub)
-            good = [k for k in range(len(st)) if ok(bits[k], snr[k])]
-            return st[good[-1]] if good else st[0]
+            lo, hi = ladder[i], ladder[j]
+            for n in (8, 4):
+                sub = [lo * (hi / lo) ** (k / n) for k in range(n)]
+                bits, snr, st = predict(sub)
+                good = [k for k in range(len(st)) if ok(bits[k], snr[k])]
+                k = good[-1] if good else 0
+                lo, hi = st[k], (sub[k + 1] if k + 1 < n else hi)
+            return lo
 
-        bits, snr, steps = predict(ladder)
+        bits, snr, steps = predict(ladder, coarse)
         if target.snr_db is not None:
             goal = target.snr_db - 0.02
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..codecs import CODECS, DTYPES, decode_tensor, encode_tensor, lossless
 from ..codecs.gptq import compensate
-from ..metrics import shannon_gap, snr_db
+from ..metrics import shannon_gap, snr_from_sums, sums
 from .plan import TensorJob, TensorResult
 
 __all__ = ["gptq_weights", "run_job"]
@@ -62,8 +62,10 @@ def run_job(job: TensorJob, nthreads: int = 1) -> TensorResult:
     if enc.codec != "lossless":
         w_hat = enc.recon if enc.recon is not None else decode_tensor(enc.payload, enc.codec, a.shape, "float32",
                                                                       nthreads=nthreads)
-        enc.snr_db = snr_db(a, w_hat)  # against the source values (GPTQ moved the coded ones)
-        g = shannon_gap(np.asarray(a, np.float32), w_hat, enc.bpw)
+        # against the source values (GPTQ moved the coded ones): one pass gives the SNR and the gap's distortion
+        sig, sse = sums(a, w_hat, nthreads=nthreads)
+        enc.snr_db = snr_from_sums(sig, sse)
+        g = shannon_gap(a, None, enc.bpw, sse=sse)
         gap = g if math.isfinite(g) else None
         del w_hat
     enc.recon = None
