@@ -441,7 +441,7 @@ def test_terminal_ctrl_c_stops_the_reply_not_the_program(chat_models):
         assert re.search(r"\| (\d+) tokens \(cancelled\)", line)
         n = int(re.search(r"\| (\d+) tokens \(cancelled\)", line).group(1))
         assert 0 < n < 2000
-        assert screen[mark:].index("(reply stopped)") < screen[mark:].index("[tiny | ")  # then the status line
+        assert line[mark:].index("(reply stopped)") < line[mark:].index("[tiny | ")  # then the status line
         t.read_until(r">>> ")
         t.send("\x03")  # Ctrl-C at the prompt clears it
         t.read_until(r"\(Ctrl-D or /quit exits\)")

@@ -89,6 +89,8 @@ def test_page_streams_a_reply_and_shows_the_figures(chat_models, browser, tmp_pa
         print(f"\nscreenshot of the chat page: {shot}")
 
         # a long reply: text is visible before it ends, and Stop ends it (the server cancels the generation)
+        # every forward pass takes at least 5 ms: 1500 tokens last 7.5 s or more on any machine (no race with Stop)
+        slow = pool.loaded["tiny"].model.register_forward_pre_hook(lambda *_: time.sleep(0.005))
         mt.clear()
         mt.send_keys("1500")
         b.find_element(By.ID, "prompt").send_keys("the of and")
@@ -106,6 +108,7 @@ def test_page_streams_a_reply_and_shows_the_figures(chat_models, browser, tmp_pa
                 break
             time.sleep(0.05)
         assert st["cancelled"] == 1 and st["active"] == 0
+        slow.remove()
         shot2 = tmp_path / "chat_page_stopped.png"
         b.save_screenshot(str(shot2))
         print(f"screenshot after Stop: {shot2}")

@@ -9,6 +9,7 @@ directly, one at a time.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import signal
@@ -244,35 +245,47 @@ def test_eight_concurrent_requests_are_all_answered_completely(served):
     assert after["requests"] - before["requests"] == 8 and after["completion_tokens"] - before["completion_tokens"] == 160
 
 
+@contextlib.contextmanager
+def slowed(pool, name: str = "tiny", seconds: float = 0.01):
+    """Every forward pass of the served model takes at least ``seconds``: a generation of N tokens
+    lasts N * seconds whatever the machine's speed, so "hang up while it runs" is not a race."""
+    handle = pool.loaded[name].model.register_forward_pre_hook(lambda *_: time.sleep(seconds))
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
 def test_client_disconnect_stops_its_generation(served):
     url, pool = served
     body = {"model": "tiny", "messages": msgs("the of and"), "max_tokens": 1000, "temperature": 0}
     before = wait_idle(url)
-    # streaming: read a few chunks, then hang up
-    with httpx.stream("POST", url + "/v1/chat/completions", json={**body, "stream": True}, timeout=60) as r:
-        n = 0
-        for line in r.iter_lines():
-            if line.startswith("data: {") and '"content":"' in line:
-                n += 1
-                if n == 3:
-                    break
-    st = wait_idle(url)
-    assert st["cancelled"] == before["cancelled"] + 1 and st["requests"] == before["requests"] + 1
-    assert st["completion_tokens"] - before["completion_tokens"] < 1000
-    # non-streaming: the client gives up (timeout) while the reply is being generated
-    with pytest.raises(httpx.TimeoutException):
-        httpx.post(url + "/v1/chat/completions", json=body, timeout=0.5)
-    st2 = wait_idle(url)
-    assert st2["cancelled"] == st["cancelled"] + 1
-    assert st2["completion_tokens"] - st["completion_tokens"] < 1000
-    # a client that gives up while queued behind another request never gets a generation
-    hold = threading.Thread(target=lambda: httpx.post(url + "/v1/chat/completions", json={**body, "max_tokens": 300}, timeout=120))
-    hold.start()
-    while status(url)["active"] == 0:
-        time.sleep(0.01)
-    with pytest.raises(httpx.TimeoutException):
-        httpx.post(url + "/v1/chat/completions", json=body, timeout=0.3)
-    hold.join(120)
+    with slowed(pool):  # 1000 tokens take at least 10 s
+        # streaming: read a few chunks, then hang up
+        with httpx.stream("POST", url + "/v1/chat/completions", json={**body, "stream": True}, timeout=60) as r:
+            n = 0
+            for line in r.iter_lines():
+                if line.startswith("data: {") and '"content":"' in line:
+                    n += 1
+                    if n == 3:
+                        break
+        st = wait_idle(url)
+        assert st["cancelled"] == before["cancelled"] + 1 and st["requests"] == before["requests"] + 1
+        assert st["completion_tokens"] - before["completion_tokens"] < 1000
+        # non-streaming: the client gives up (timeout) while the reply is being generated
+        with pytest.raises(httpx.TimeoutException):
+            httpx.post(url + "/v1/chat/completions", json=body, timeout=0.5)
+        st2 = wait_idle(url)
+        assert st2["cancelled"] == st["cancelled"] + 1
+        assert st2["completion_tokens"] - st["completion_tokens"] < 1000
+        # a client that gives up while queued behind another request never gets a generation
+        hold = threading.Thread(target=lambda: httpx.post(url + "/v1/chat/completions", json={**body, "max_tokens": 300}, timeout=120))
+        hold.start()
+        while status(url)["active"] == 0:
+            time.sleep(0.01)
+        with pytest.raises(httpx.TimeoutException):  # 300 tokens take at least 3 s: this one is still queued
+            httpx.post(url + "/v1/chat/completions", json=body, timeout=0.3)
+        hold.join(120)
     st3 = wait_idle(url)
     assert st3["requests"] == st2["requests"] + 1 and st3["cancelled"] == st2["cancelled"]
     assert st3["completion_tokens"] - st2["completion_tokens"] == 300
