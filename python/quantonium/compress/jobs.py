@@ -33,8 +33,8 @@ def gptq_weights(coder, a32: np.ndarray, gram, transposed: bool, step: float, nt
     ra = None if ra is None else ra.astype(np.float64)
     cb = None if cb is None else cb.astype(np.float64)
     if transposed:  # stored (in, out): the inputs run along the rows
-        return np.ascontiguousarray(compensate(a32.T, gram, step, cb, ra).T)
-    return np.ascontiguousarray(compensate(a32, gram, step, ra, cb))
+        return np.ascontiguousarray(compensate(a32.T, gram, step, cb, ra, nthreads=nthreads).T)
+    return np.ascontiguousarray(compensate(a32, gram, step, ra, cb, nthreads=nthreads))
 
 
 def run_job(job: TensorJob, nthreads: int = 1) -> TensorResult:
@@ -53,7 +53,7 @@ def run_job(job: TensorJob, nthreads: int = 1) -> TensorResult:
         step = float(job.target["step"])
         if job.gram is not None and a.ndim == 2 and job.codec == "direct":
             a32 = np.asarray(a, np.float32)
-            enc = coder.encode_step(gptq_weights(coder, a32, job.gram, job.gram_transposed, step), step, nthreads=nthreads)
+            enc = coder.encode_step(gptq_weights(coder, a32, job.gram, job.gram_transposed, step, nthreads), step, nthreads=nthreads)
         else:
             enc = coder.encode_step(a, step, nthreads=nthreads)
     else:

@@ -29,7 +29,7 @@ import os
 import re
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +66,8 @@ class CompressResult:
     peak_anon_mib: float | None = None
     tensor_bits: int = 0
     resumed_tensors: int = 0
+    #: per stage: {"stage", "seconds", "peak_anon_mib"} (progress.Progress.profile)
+    stages: list[dict] = field(default_factory=list)
 
     @property
     def bpw(self) -> float:
@@ -193,7 +195,7 @@ def compress(
         }
         sink = QntSink(out, model=model_meta, files=src.files, run_key=run_key(src, options), resume=resume)
         resumed = len(sink.done)
-        prog = Progress(progress)
+        prog = Progress(progress, sampler=mem)
         if sink.note:
             import sys
 
@@ -225,7 +227,7 @@ def compress(
         file_bytes=Path(path).stat().st_size, source_bytes=src.source_bytes, seconds=time.perf_counter() - t0,
         peak_rss_mib=peak_rss_mib(), median_snr_db=statistics.median(snrs) if snrs else None,
         worst_snr_db=min(snrs) if snrs else None, codec_mix=mix, peak_anon_mib=mem.peak,
-        tensor_bits=sum(int(e["bits"]) for e in entries), resumed_tensors=resumed,
+        tensor_bits=sum(int(e["bits"]) for e in entries), resumed_tensors=resumed, stages=prog.profile,
     )
 
 
