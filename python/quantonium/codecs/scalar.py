@@ -86,9 +86,13 @@ class _Scalar:
         if a is None and b is None:
             return w
         rows, cols = _as_2d(w.shape)
-        m = cls._scale_block(a, b, 0, rows, cols)
         w2 = w.reshape(rows, cols)
-        return (w2 / m if inverse else w2 * m).reshape(w.shape)
+        out = np.empty((rows, cols), np.float32)
+        block = max(1, SCALE_BLOCK // max(1, cols))  # a block of rows at a time: no full-size scale matrix
+        for r in range(0, rows, block):
+            r1 = min(rows, r + block)
+            (np.divide if inverse else np.multiply)(w2[r:r1], cls._scale_block(a, b, r, r1, cols), out=out[r:r1])
+        return out.reshape(w.shape)
 
     def coefficients(self, w: np.ndarray, nthreads: int = 1) -> tuple[np.ndarray, dict, list[bytes]]:
         """(coefficients to quantise, parameters, scale streams) of a float32 tensor."""
@@ -114,7 +118,7 @@ class _Scalar:
     # --- quantisation ----------------------------------------------------------
     @staticmethod
     def _quantise(c: np.ndarray, step: float, nthreads: int) -> tuple[np.ndarray, str]:
-        amax = float(np.max(np.abs(c))) if c.size else 0.0
+        amax = max(float(np.max(c)), -float(np.min(c))) if c.size else 0.0  # no |c| copy
         sym = "int8" if amax / step < 127.0 else "int16"
         if amax / step >= 32767.0:
             raise ValueError(f"step {step:.3g} too small for int16 symbols (max |value| {amax:.3g})")
@@ -230,6 +234,11 @@ class _Scalar:
         step = float(np.float32(step))
         q, sym = self._quantise(c, step, nthreads)
         payload, params = self._payload(q, sym, step, extra, scl, nthreads)
+        del q
+        return self._measured(a, w, payload, params, name, nthreads)
+
+    def _measured(self, a, w, payload: bytes, params: dict, name: str, nthreads: int) -> Encoded:
+        """The payload's own decoded values and their SNR against the source."""
         w_hat = np.asarray(self.decode(payload, a.shape, name, nthreads=nthreads), np.float32)
         return Encoded(
             self.name, VERSION, payload, a.size, snr_db(w, w_hat), params,
@@ -241,8 +250,13 @@ class _Scalar:
         name = dtype_name(a)
         w = as_float32(a)
         c, extra, scl = self.coefficients(w, nthreads)
-        step = max(step, float(np.max(np.abs(c), initial=0.0)) / 32000.0, 1e-30)
-        return self._finish(a, w, c, step, extra, scl, name, nthreads)
+        amax = max(float(np.max(c, initial=0.0)), -float(np.min(c, initial=0.0)))
+        step = float(np.float32(max(step, amax / 32000.0, 1e-30)))
+        q, sym = self._quantise(c, step, nthreads)
+        del c  # the coefficients go before the payload is decoded (one tensor-sized buffer less at the peak)
+        payload, params = self._payload(q, sym, step, extra, scl, nthreads)
+        del q
+        return self._measured(a, w, payload, params, name, nthreads)
 
     def decode(self, payload, shape: tuple[int, ...], dtype: str, *, nthreads: int = 1, max_memory: int | None = None) -> np.ndarray:
         """Checks the streams against the shape and the working memory against the limit, then decodes.
