@@ -127,6 +127,8 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the lossless comparison")
     ap.add_argument("--json", default=str(ROOT / "bench" / "results" / "scale.json"))
     ap.add_argument("--md", default=str(ROOT / "bench" / "results" / "scale.md"))
+    ap.add_argument("--merge", action="store_true",
+                    help="keep the rows and steps of the existing --json file that this run does not measure")
     a = ap.parse_args(argv)
     d = Path(a.dir)
     d.mkdir(parents=True, exist_ok=True)
@@ -172,6 +174,17 @@ def main(argv=None) -> int:
             row["lossless"] = lossless_vs_zipnn(folder, a.threads, a.rounds)
             print(kind, "lossless", json.dumps(row["lossless"]), flush=True)
         results.append(row)
+    commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    for row in results:  # each step says when and at which commit it was measured
+        for k in ("direct", "auto", "decompress", "load", "lossless"):
+            if k in row:
+                row[k].update(commit=commit, when=time.strftime("%Y-%m-%d %H:%M"), load_avg_1m=os.getloadavg()[0])
+    if a.merge and Path(a.json).is_file():
+        old = {r["model"]: r for r in json.loads(Path(a.json).read_text())["models"]}
+        for row in results:
+            old[row["model"]] = {**old.get(row["model"], {}), **row}
+        order = [m for m in ("gpt2-124m", "gpt2-350m", "gpt-neo-1.3b") if m in old]
+        results = [old[m] for m in order] + [old[m] for m in old if m not in order]
     doc = {"machine": os.uname().machine, "cpus": os.cpu_count(), "threads": a.threads, "when": time.strftime("%Y-%m-%d %H:%M"),
            "models": results}
     Path(a.json).write_text(json.dumps(doc, indent=1))

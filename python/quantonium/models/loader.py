@@ -142,7 +142,7 @@ def load_qnt(path: str | Path, *, dtype: Any = None, threads: int = 1):
 
         filled: set[str] = set()
         with ThreadPoolExecutor(max(1, threads)) as pool:
-            for name, t in pool.map(decode, names):  # in order; at most `threads` decoded ahead
+            for name, t in pool.map(decode, names):  # in order; a decoded tensor goes into the model at once
                 _set_param(model, mapping[name], t)
                 filled.add(mapping[name])
         tied = f.model.get("tied") if isinstance(f.model.get("tied"), dict) else {}
