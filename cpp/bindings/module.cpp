@@ -12,6 +12,7 @@ void add_canonical(pybind11::module_& m);
 void add_info(pybind11::module_& m);
 void add_quant(pybind11::module_& m);
 void add_entropy(pybind11::module_& m);
+void add_hadamard(pybind11::module_& m);
 }  // namespace qnpy
 
 PYBIND11_MODULE(_core, m) {
@@ -22,4 +23,5 @@ PYBIND11_MODULE(_core, m) {
   qnpy::add_info(m);
   qnpy::add_quant(m);
   qnpy::add_entropy(m);
+  qnpy::add_hadamard(m);
 }
