@@ -4,7 +4,7 @@ Results go to stdout, progress and diagnostics to stderr; errors are one line
 and a non-zero exit. Subcommands (compare, chat, serve and bench arrive with
 their issues):
 
-    quantonium compress SOURCE -o OUT.qnt [--codec C] [--bits B | --snr DB | --keep F]
+    quantonium compress SOURCE -o OUT.qnt [--codec C] [--bits B | --snr DB | --keep F] [--fixed-rate]
                         [--include RE] [--exclude RE] [--threads N] [--json]
     quantonium decompress FILE.qnt -o DIR
     quantonium inspect FILE.qnt [--json]
@@ -102,7 +102,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
         args.source, args.outfile, codec=args.codec, bpw=args.bits, snr_db=args.snr, keep=args.keep,
         include=args.include, exclude=args.exclude, threads=args.threads, progress=not args.quiet,
         allocate=args.allocate, calibration=args.calibration, floor=args.floor, resume=args.resume,
-        calibration_tokens=args.calibration_tokens,
+        calibration_tokens=args.calibration_tokens, fixed_rate=args.fixed_rate,
     )
     print(json.dumps(res.to_json(), indent=2) if args.json else res.summary())
     return 0
@@ -245,7 +245,12 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Compress a model (HF folder, model id in the local hub cache, .safetensors, .bin or .gguf) into one .qnt file.")
     c.add_argument("source", help="folder, owner/name in the local hub cache, .safetensors, .bin or .gguf file")
     c.add_argument("-o", "--outfile", required=True, help="the .qnt file to write")
-    c.add_argument("--codec", default="auto", choices=["auto", "direct", "rft-dense", "rft-spectral", "fixed", "lossless"])
+    from .compress.run import CODEC_CHOICES
+
+    c.add_argument("--codec", default="auto", choices=list(CODEC_CHOICES))
+    c.add_argument("--fixed-rate", action="store_true",
+                   help="auto chooses among the fixed-rate codecs only (fixed, rft-fixed, wht-fixed; groups 32/64/128), "
+                        "per tensor; the index records which won and why")
     c.add_argument("--bits", type=float, help="target bits per weight for each tensor (with --allocate: for the whole model)")
     c.add_argument("--allocate", action="store_true",
                    help="spend --bits as a model average: Lagrangian allocation over each tensor's measured rate-distortion curve")
