@@ -149,31 +149,55 @@ void wht(Direction dir, const Batch& b, const T* in, index_t in_s_outer, index_t
   const T scale = static_cast<T>(1.0 / std::sqrt(static_cast<double>(n)));
   const index_t rows = b.rows();
   if (rows == 0) return;
-  detail::parallel_for(rows, nthreads, std::max<index_t>(1, 4096 / n), [&](index_t r0, index_t r1) {
-    std::vector<T> x(static_cast<std::size_t>(n)), y(static_cast<std::size_t>(m > 1 ? n : 0));
-    for (index_t r = r0; r < r1; ++r) {
-      const index_t o = r / b.inner, i = r % b.inner;
-      const T* src = in + o * in_s_outer + i * in_s_inner;
-      for (index_t k = 0; k < n; ++k) x[static_cast<std::size_t>(k)] = src[k * in_s_elem];
-      for (index_t a = 0; a < m; ++a) fwht(x.data() + a * p, p);
-      const T* res = x.data();
-      if (m > 1) {  // y_a = sum_c H[a][c] x_c (H^T for the inverse), segment by segment
+  // Rows are processed in blocks of R, laid out segment-major in the scratch buffer: segment c of row r
+  // (elements c*p .. c*p + p - 1) at X + (c*R + r)*p, so that mixing segments is one long vector loop
+  // over R*p values per pair (a, c) instead of R short ones.
+  const index_t R = std::max<index_t>(1, std::min<index_t>(rows, 16384 / n));
+  detail::parallel_for(rows, nthreads, R, [&](index_t r0, index_t r1) {
+    std::vector<T> X(static_cast<std::size_t>(R * n)), Y(static_cast<std::size_t>(m > 1 ? R * n : 0));
+    std::vector<int> sign(static_cast<std::size_t>(m * m));
+    for (index_t a = 0; a < m; ++a)
+      for (index_t c = 0; c < m; ++c)
+        sign[static_cast<std::size_t>(a * m + c)] = transpose ? H[static_cast<std::size_t>(c * m + a)]
+                                                              : H[static_cast<std::size_t>(a * m + c)];
+    for (index_t rb = r0; rb < r1; rb += R) {
+      const index_t cnt = std::min(R, r1 - rb), L = cnt * p;
+      for (index_t rr = 0; rr < cnt; ++rr) {
+        const index_t r = rb + rr, o = r / b.inner, i = r % b.inner;
+        const T* src = in + o * in_s_outer + i * in_s_inner;
+        for (index_t c = 0; c < m; ++c) {
+          T* seg = X.data() + (c * cnt + rr) * p;
+          for (index_t j = 0; j < p; ++j) seg[j] = src[(c * p + j) * in_s_elem];
+          fwht(seg, p);
+        }
+      }
+      const T* res = X.data();
+      if (m > 1) {  // Y_a = sum_c H[a][c] X_c (H^T for the inverse), over all rows of the block at once
         for (index_t a = 0; a < m; ++a) {
-          T* ya = y.data() + a * p;
-          for (index_t j = 0; j < p; ++j) ya[j] = T(0);
-          for (index_t c = 0; c < m; ++c) {
-            const int s = transpose ? H[static_cast<std::size_t>(c * m + a)] : H[static_cast<std::size_t>(a * m + c)];
-            const T* xc = x.data() + c * p;
-            if (s > 0)
-              for (index_t j = 0; j < p; ++j) ya[j] += xc[j];
+          T* ya = Y.data() + a * L;
+          const T* x0 = X.data();
+          if (sign[static_cast<std::size_t>(a * m)] > 0)
+            for (index_t j = 0; j < L; ++j) ya[j] = x0[j];
+          else
+            for (index_t j = 0; j < L; ++j) ya[j] = -x0[j];
+          for (index_t c = 1; c < m; ++c) {
+            const T* xc = X.data() + c * L;
+            if (sign[static_cast<std::size_t>(a * m + c)] > 0)
+              for (index_t j = 0; j < L; ++j) ya[j] += xc[j];
             else
-              for (index_t j = 0; j < p; ++j) ya[j] -= xc[j];
+              for (index_t j = 0; j < L; ++j) ya[j] -= xc[j];
           }
         }
-        res = y.data();
+        res = Y.data();
       }
-      T* dst = out + o * out_s_outer + i * out_s_inner;
-      for (index_t k = 0; k < n; ++k) dst[k * out_s_elem] = res[k] * scale;
+      for (index_t rr = 0; rr < cnt; ++rr) {
+        const index_t r = rb + rr, o = r / b.inner, i = r % b.inner;
+        T* dst = out + o * out_s_outer + i * out_s_inner;
+        for (index_t a = 0; a < m; ++a) {
+          const T* seg = res + (a * cnt + rr) * p;
+          for (index_t j = 0; j < p; ++j) dst[(a * p + j) * out_s_elem] = seg[j] * scale;
+        }
+      }
     }
   });
 }
