@@ -496,8 +496,9 @@ def fixed_rate_verdicts(res: dict) -> list[dict]:
                 v[other + "_std"] = o[key + "_std"]
                 v[other + "_seeds"] = o["seeds"]
                 v[other + "_bpw"] = o["bpw"]
-                # positive: rft-fixed is better (higher cosine, lower KL)
+                # positive: rft-fixed is better (higher cosine, lower KL); its standard error from the two spreads
                 v["rft_gain_vs_" + other] = (r[key] - o[key]) if enc else (o[key] - r[key])
+                v["rft_gain_se_vs_" + other] = math.sqrt(r[key + "_std"] ** 2 / r["seeds"] + o[key + "_std"] ** 2 / o["seeds"])
         out.append(v)
     return out
 
@@ -530,14 +531,16 @@ def fixed_rate_tables(res: dict) -> str:
     if ver:
         m = "mean cosine" if enc else "mean KL (nats)"
         lines += ["", f"rft-fixed against the same grid without rotation, with the randomised Hadamard and with the plain DFT "
-                  f"({m}; gain > 0: rft-fixed better):", "",
+                  f"({m}; gain > 0: rft-fixed better; ± the standard error of the difference of the means over seeds, "
+                  f"from the two sample spreads; * where |gain| > 2 standard errors):", "",
                   "| bits | group | GPTQ | rft-fixed | gain vs fixed | gain vs wht-fixed | gain vs dft-fixed |", "|---|---|---|---|---|---|---|"]
         for v in ver:
             cells = []
             for o in ("fixed", "wht-fixed", "dft-fixed"):
                 if "rft_gain_vs_" + o in v:
-                    spread = f" (sd {v['rft_std']:.2g} / {v[o + '_std']:.2g})" if o != "fixed" else ""
-                    cells.append(f"{v['rft_gain_vs_' + o]:+.5f}{spread}")
+                    g, se = v["rft_gain_vs_" + o], v["rft_gain_se_vs_" + o]
+                    star = "*" if se > 0 and abs(g) > 2 * se else ""
+                    cells.append(f"{g:+.5f} ± {se:.5f}{star}" if se > 0 else f"{g:+.5f}")
                 else:
                     cells.append("-")
             lines.append(f"| {v['bits']:g} | {v['group']} | {'yes' if v['gptq'] else 'no'} | "
