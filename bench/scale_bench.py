@@ -148,7 +148,9 @@ def main(argv=None) -> int:
             log = d / f"{kind}-auto.log"
             r = run_step("auto", [*Q, "compress", str(folder), "-o", str(d / f"{kind}-auto4.qnt"), "--codec", "auto",
                                   "--bits", "4", "--calibration", "builtin", "--threads", t, "--json"], log)
-            row["auto"] = {**r, "stages": stage_times(log)}
+            out_json = json.loads(r["stdout"])
+            row["auto"] = {**r, "stages": {s["stage"]: s for s in out_json.get("stages", [])} or stage_times(log),
+                           "file_bytes": out_json["file_bytes"], "tensor_bpw": out_json["tensor_bpw"]}
             print(kind, "auto", f"{r['seconds']:.1f} s", f"anon {r['peak_anon_mib']:.0f} MiB", row["auto"]["stages"],
                   flush=True)
         if "decompress" in steps:

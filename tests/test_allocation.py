@@ -1,8 +1,6 @@
-"""Sensitivity scales in direct / rft-dense, RD curves, the Lagrangian allocation and GPTQ."""
+"""Sensitivity scales in direct / rft-dense, RD curves and the Lagrangian allocation (GPTQ: test_gptq.py)."""
 
 from __future__ import annotations
-
-import math
 
 import numpy as np
 import pytest
@@ -10,7 +8,6 @@ import pytest
 from quantonium.codecs import CodecError, decode_tensor, encode_tensor
 from quantonium.codecs.allocate import Point, _hull, allocate, Curve, encode_allocated, measure_curve
 from quantonium.codecs.base import pack_payload
-from quantonium.codecs.gptq import compensate
 from quantonium.codecs.rate import encode_set
 from quantonium.codecs.scalar import Direct, RftDense
 import quantonium_native as qn
@@ -137,36 +134,3 @@ def test_weighted_allocation_lowers_the_weighted_error(rng):
     plain, weighted = encode_allocated(t, 3.0), encode_allocated(t, 3.0, sensitivity=sens)
     assert werr(weighted) < 0.5 * werr(plain)
     assert weighted["a"].bits > weighted["b"].bits  # the sensitive tensor gets the bits
-
-
-def test_gptq_stays_on_the_grid_and_lowers_the_output_error(rng):
-    n_in, n_out = 96, 32
-    mix = rng.standard_normal((n_in, n_in)) * 0.3 + np.eye(n_in)
-    x = rng.standard_normal((4000, n_in)) @ mix  # correlated inputs
-    h = x.T @ x / len(x)
-    w = weights(rng, n_out, n_in)
-    step = 0.25
-    row, col = np.linspace(1, 2, n_out), np.linspace(0.5, 1.5, n_in)
-    wq = compensate(w, h, step, row, col)
-    grid = wq * row[:, None] * col[None, :] / step
-    assert np.max(np.abs(grid - np.rint(grid))) < 1e-3
-    plain = np.rint(w * row[:, None] * col[None, :] / step) * step / row[:, None] / col[None, :]
-    out_err = lambda v: float(np.einsum("ij,jk,ik->", v - w, h, v - w))
-    assert out_err(wq) < 0.8 * out_err(plain)
-    with pytest.raises(ValueError, match="Gram"):
-        compensate(w, h[:10, :10], step, None, None)
-
-
-def test_gptq_inside_the_allocation(rng):
-    n_in = 128
-    x = rng.standard_normal((3000, n_in)) @ (rng.standard_normal((n_in, n_in)) * 0.4 + np.eye(n_in))
-    h = x.T @ x / len(x)
-    t = {"w": weights(rng, 64, n_in)}
-    plain = encode_allocated(t, 3.0)
-    comp = encode_allocated(t, 3.0, grams={"w": (h, False)})
-    assert comp["w"].report["gptq"] and not plain["w"].report["gptq"]
-    assert comp["w"].bits <= 3.0 * t["w"].size
-    err = lambda e: (decode_tensor(e["w"].payload, "direct", t["w"].shape, "float32") - t["w"]).astype(np.float64)
-    out = lambda e: float(np.einsum("ij,jk,ik->", err(e), h, err(e)))
-    assert out(comp) < 0.8 * out(plain)
-    assert math.isfinite(comp["w"].snr_db) and comp["w"].snr_db < plain["w"].snr_db + 0.5

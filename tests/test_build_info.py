@@ -24,7 +24,11 @@ def test_build_info_reports_fftw_and_simd():
         assert info["architecture"] == "x86_64"
         assert info["simd_compiled"] == ["sse2", "avx2", "avx512f"]
     elif machine in ("aarch64", "arm64"):
+        # NEON is the ARMv8-A baseline: the only path, always selected
+        assert info["architecture"] == "aarch64"
         assert info["simd_compiled"] == ["neon"]
+        assert info["simd_selected"] == "neon"
+        assert info["rans_kernels"] == "scalar"
     assert info["planner_effort"] in ("estimate", "measure", "patient", "exhaustive")
 
 

@@ -144,3 +144,29 @@ def test_compress_with_allocation_and_calibration(tmp_path, gpt2_folder):
     bad = run_cli("compress", src, "-o", tmp_path / "x.qnt", "--bits", "3", "--calibration", tmp_path / "nope.txt")
     assert bad.returncode == 1 and "no such calibration text" in bad.stderr
     assert not (tmp_path / "x.qnt").exists()
+
+
+def test_every_gram_matrix_is_its_own_layers_input(gpt2_folder):
+    """Each layer's Gram matrix is E[x x^T] of that layer's own input, checked against inputs captured
+    independently (a matrix cached by the input's address once went to a later layer of the same width)."""
+    import torch
+
+    src, text = gpt2_folder
+    model = transformers.GPT2LMHeadModel.from_pretrained(str(src)).eval()
+    tok = transformers.AutoTokenizer.from_pretrained(str(src))
+    data = CalibrationData.make(model, tok, text, max_tokens=512, window=64)
+    grams = collect_grams(model, data)
+    inputs, handles = {}, []
+    for n, m in model.named_modules():
+        if n + ".weight" in grams:
+            handles.append(m.register_forward_pre_hook(
+                lambda mod, inp, _n=n: inputs.__setitem__(_n, inp[0].detach().reshape(-1, inp[0].shape[-1]).double())))
+    with torch.no_grad():
+        model(torch.cat(data.windows, 0), use_cache=False)
+    for h in handles:
+        h.remove()
+    assert len(inputs) == len(grams) >= 8
+    for n, x in inputs.items():
+        want = (x.T @ x / x.shape[0]).numpy()
+        g, _ = grams[n + ".weight"]
+        assert np.allclose(g, want, rtol=1e-4, atol=1e-6 * np.abs(want).max()), n

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from quantonium.codecs import encode_tensor
-from quantonium.container import ALIGN, FOOTER, QntFile, QntFormatError, QntWriter
+from quantonium.container import ALIGN, FOOTER, QntFile, QntFormatError, QntLimitError, QntWriter
 
 
 @pytest.fixture
@@ -167,8 +167,8 @@ def test_absurd_header_values(tmp_path, tensors):
     p = with_index(lambda i: t0(i).update(shape=[301, 64]), "reshape")
     with QntFile(p) as f, pytest.raises(QntFormatError, match="emb.weight"):
         f.read("emb.weight")
-    # decoding is bounded by max_tensor_bytes, not by what the header claims
-    with QntFile(path, max_tensor_bytes=1000) as f, pytest.raises(QntFormatError, match="max_tensor_bytes"):
+    # decoding is bounded by max_memory, not by what the header claims
+    with QntFile(path, max_memory=50_000) as f, pytest.raises(QntLimitError, match="memory limit"):
         f.read("emb.weight")
 
 
@@ -199,7 +199,7 @@ def test_writer_streams_without_holding_payloads(tmp_path, rng):
             a = (rng.standard_normal((64, 256)) * 0.02).astype(np.float32)
             w.add_tensor(f"t{i}", encode_tensor(a, "direct", snr_db=20), a.shape, "float32")
             w._f.flush()
-            assert os.path.getsize(w._tmp) >= (i + 1) * 64 * 256 * 2 / 8  # already written
+            assert os.path.getsize(w._out._tmp) >= (i + 1) * 64 * 256 * 2 / 8  # already written
         assert not hasattr(w, "_payloads")
     with QntFile(path) as f:
         assert len(f) == 5

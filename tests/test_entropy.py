@@ -143,6 +143,9 @@ def test_threads_identical_on_large_streams(rng, dtype, scale):
 def test_scalar_and_simd_paths_write_the_same_bytes(tmp_path, rng):
     """The AVX-512 and AVX2 kernels (where the CPU has them) against the scalar ones, one process each
     (an unknown or unsupported QUANTONIUM_SIMD keeps the widest path)."""
+    compiled = qn.build_info()["simd_compiled"]
+    if len(compiled) == 1:
+        pytest.skip(f"one SIMD path ({compiled[0]}) and the scalar rANS kernels only: no SIMD kernel to compare")
     arrays = {
         "a": symbols(rng, 200_003, "int8", 2.0),  # span <= 32: register table
         "b": symbols(rng, 200_003, "int8", 9.0),  # <= 128
@@ -220,7 +223,17 @@ def test_payloads_written_before_format2_still_decode():
         payload = base64.b64decode(c["payload"])
         assert c["version"] == (2 if c["codec"] in ("direct", "rft-dense") else 1), name
         out = decode_tensor(payload, c["codec"], tuple(c["shape"]), c["dtype"])
-        assert hashlib.sha256(np.ascontiguousarray(out).tobytes()).hexdigest() == c["decoded_sha256"], name
+        if c["codec"].startswith("rft-"):
+            # an inverse transform in float32: equal to rounding, not bit for bit
+            # (the x86-64 SSE2 and AVX2 paths differ by 6e-8, aarch64 by 8e-8); a
+            # misread coefficient would be orders of magnitude above this
+            want = np.frombuffer(base64.b64decode(c["decoded"]), np.float32).reshape(c["shape"])
+            assert hashlib.sha256(want.tobytes()).hexdigest() == c["decoded_sha256"], name
+            assert out.dtype == np.float32 and out.shape == want.shape, name
+            err = np.linalg.norm(out.astype(np.float64) - want) / np.linalg.norm(want.astype(np.float64))
+            assert err < 1e-6, (name, err)
+        else:
+            assert hashlib.sha256(np.ascontiguousarray(out).tobytes()).hexdigest() == c["decoded_sha256"], name
 
 
 # --- hostile streams (issue 11) -------------------------------------------------

@@ -31,6 +31,7 @@ def test_repaired_wheel_installs_and_runs_in_a_fresh_venv(tmp_path):
     assert "quantonium_native/_core.pyi" in names and "quantonium_native/py.typed" in names
     assert any("libfftw3" in n for n in names), "auditwheel did not bundle FFTW"
     assert any(n.endswith("LICENSE") for n in names)
+    assert {"quantonium/chat/static/index.html", "quantonium/chat/static/app.js", "quantonium/chat/static/style.css"} <= set(names)
 
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)

@@ -25,7 +25,7 @@ axis : int, optional
     1 <= n <= CANONICAL_MAX_N; larger n, or an n whose basis is not unitary to
     1e-10, raises ValueError.
 nthreads : int, optional
-    Threads sharing the rows (default 1).
+    Threads sharing the rows (default 1; 1..MAX_THREADS).
 out : numpy.ndarray, optional
     complex64 for float32/complex64 input, complex128 otherwise.
 

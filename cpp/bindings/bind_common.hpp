@@ -9,15 +9,36 @@
 #include <pybind11/pybind11.h>
 
 #include <complex>
+#include <stdexcept>
 #include <string>
 #include <utility>
 #include <vector>
 
+#include "quantonium/checked.hpp"
 #include "quantonium/layout.hpp"
 
 namespace qnpy {
 
 namespace py = pybind11;
+
+/// nthreads must be in 1..qn::kMaxThreads (ValueError otherwise).
+inline void check_nthreads(int nthreads, const char* fname) {
+  if (nthreads < 1 || nthreads > qn::kMaxThreads)
+    throw py::value_error(std::string(fname) + ": nthreads must be in 1.." +
+                          std::to_string(qn::kMaxThreads) + ", got " + std::to_string(nthreads));
+}
+
+/// Runs f() and turns a std::invalid_argument it throws (a size that
+/// overflows, a value out of range: see quantonium/checked.hpp) into a
+/// ValueError whose message starts with fname.
+template <class F>
+auto named(const char* fname, F&& f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (const std::invalid_argument& e) {
+    throw py::value_error(std::string(fname) + ": " + e.what());
+  }
+}
 
 enum class DKind { f32, f64, c64, c128, other };
 
@@ -69,7 +90,8 @@ inline Collapsed collapse(const py::array& a, int axis) {
     py::ssize_t prev = -1;  // index of the previous dimension of size > 1
     for (py::ssize_t d = hi - 1; d >= lo; --d) {
       const py::ssize_t len = a.shape(d);
-      count *= len;
+      // numpy guarantees that the product of all dimensions fits; checked anyway
+      count = qn::checked_mul(count, len, "the number of rows");
       if (len == 1) continue;
       if (prev < 0) {
         stride = a.strides(d);
@@ -142,11 +164,23 @@ inline void check_overlap(const py::array& in, const py::array& out, bool same_i
                           "itself for an in-place transform of the same dtype");
 }
 
-/// Makes a C-contiguous copy (same dtype) of an array whose layout does not
-/// collapse to (outer, n, inner).
+/// True if the array's data are aligned for its dtype (numpy's ALIGNED flag).
+/// A buffer viewed at an odd offset (numpy.frombuffer(b, offset=1)) is not;
+/// reading its elements through typed pointers would be undefined behaviour.
+inline bool is_aligned(const py::array& a) {
+  return (a.flags() & py::detail::npy_api::NPY_ARRAY_ALIGNED_) != 0;
+}
+
+/// A C-contiguous, aligned copy (same dtype) of `a`: a fresh allocation, so
+/// aligned whatever `a` was.
 inline py::array contiguous_copy(const py::array& a) {
   py::object np = py::module_::import("numpy");
-  return py::reinterpret_borrow<py::array>(np.attr("ascontiguousarray")(a));
+  return py::reinterpret_borrow<py::array>(np.attr("array")(a, py::arg("copy") = true, py::arg("order") = "C"));
+}
+
+/// `a` itself when it is C-contiguous and aligned, else such a copy.
+inline py::array c_contig(const py::array& a) {
+  return ((a.flags() & py::array::c_style) && is_aligned(a)) ? a : contiguous_copy(a);
 }
 
 }  // namespace qnpy

@@ -2,6 +2,7 @@
 #include <pybind11/stl.h>
 
 #include "bind_common.hpp"
+#include "quantonium/checked.hpp"
 #include "quantonium/build_info.hpp"
 #include "quantonium/rft.hpp"
 
@@ -51,6 +52,8 @@ clear_caches() to re-plan.
         qn::clear_caches();
       },
       R"doc(Drops every cached FFTW plan, phase table and canonical basis.)doc");
+  // The largest nthreads any function accepts (ValueError above it).
+  m.attr("MAX_THREADS") = qn::kMaxThreads;
 }
 
 }  // namespace qnpy

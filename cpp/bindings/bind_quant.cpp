@@ -8,11 +8,6 @@ namespace qnpy {
 
 namespace {
 
-/// A C-contiguous view of `a` (copied only when `a` is not C-contiguous).
-py::array c_contig(const py::array& a) {
-  return (a.flags() & py::array::c_style) ? a : contiguous_copy(a);
-}
-
 py::array_t<float> float32_steps(const py::object& obj, qn::index_t groups, const char* fname) {
   py::array a = as_array(obj);
   if (!a.dtype().equal(py::dtype::of<float>()))
@@ -30,8 +25,17 @@ qn::index_t check_group(qn::index_t group_size, const char* fname) {
   return group_size;
 }
 
-void check_threads(int nthreads, const char* fname) {
-  if (nthreads < 1) throw py::value_error(std::string(fname) + ": nthreads must be >= 1");
+void check_threads(int nthreads, const char* fname) { check_nthreads(nthreads, fname); }
+
+/// ceil(count * bits / 8), or ValueError (naming fname) if count is negative
+/// or the size does not fit in 64 bits.
+qn::index_t packed_size(qn::index_t count, int bits, const char* fname) {
+  return named(fname, [&] { return qn::packed_bytes(count, bits); });
+}
+
+/// Groups of group_size covering count values (ValueError if out of range).
+qn::index_t groups_of(qn::index_t count, qn::index_t group_size, const char* fname) {
+  return named(fname, [&] { return qn::group_count(count, group_size); });
 }
 
 /// A read-only byte buffer (bytes, bytearray, memoryview, uint8 array).
@@ -68,7 +72,7 @@ py::array quantize_uniform(const py::object& xo, const py::object& steps_o, qn::
     throw py::value_error(std::string(fname) + ": dead_zone must be in [0, 0.5)");
   x = c_contig(x);
   const qn::index_t n = x.size();
-  auto steps = float32_steps(steps_o, qn::group_count(n, group_size), fname);
+  auto steps = float32_steps(steps_o, groups_of(n, group_size, fname), fname);
   for (qn::index_t g = 0; g < steps.size(); ++g)
     if (!(steps.data()[g] > 0.0f) || !std::isfinite(steps.data()[g]))
       throw py::value_error(std::string(fname) + ": every step must be finite and > 0");
@@ -113,7 +117,7 @@ py::array dequantize_uniform(const py::object& qo, const py::object& steps_o,
   check_threads(nthreads, fname);
   q = c_contig(q);
   const qn::index_t n = q.size();
-  auto steps = float32_steps(steps_o, qn::group_count(n, group_size), fname);
+  auto steps = float32_steps(steps_o, groups_of(n, group_size, fname), fname);
   const bool f64 = dtype == "float64";
   py::array out = f64 ? py::array(py::dtype::of<double>(), shape_of(q))
                       : py::array(py::dtype::of<float>(), shape_of(q));
@@ -145,8 +149,8 @@ py::tuple quantize_fixed(const py::object& xo, int bits, qn::index_t group_size,
     throw py::value_error(std::string(fname) + ": group_size must be a positive multiple of 8");
   check_threads(nthreads, fname);
   x = c_contig(x);
-  const qn::index_t n = x.size(), ng = qn::group_count(n, group_size);
-  py::array_t<std::uint8_t> packed(qn::packed_bytes(n, bits));
+  const qn::index_t n = x.size(), ng = groups_of(n, group_size, fname);
+  py::array_t<std::uint8_t> packed(packed_size(n, bits, fname));
   py::array scales(py::dtype("float16"), std::vector<py::ssize_t>{ng});
   py::object mins = py::none();
   std::uint16_t* mp = nullptr;
@@ -185,11 +189,13 @@ py::array dequantize_fixed(const py::object& packed_o, const py::object& scales_
   if (count < 0) throw py::value_error(std::string(fname) + ": count must be >= 0");
   check_threads(nthreads, fname);
   const Bytes packed = bytes_of(packed_o, fname);
-  if (packed.size() != qn::packed_bytes(count, bits))
+  const qn::index_t expected = packed_size(count, bits, fname);
+  if (packed.size() != expected)
     throw py::value_error(std::string(fname) + ": packed data has " +
                           std::to_string(packed.size()) + " bytes, expected " +
-                          std::to_string(qn::packed_bytes(count, bits)));
-  const qn::index_t ng = qn::group_count(count, group_size);
+                          std::to_string(expected) + " for count=" + std::to_string(count) +
+                          " at bits=" + std::to_string(bits));
+  const qn::index_t ng = groups_of(count, group_size, fname);
   auto half_array = [&](const py::object& o, const char* what) {
     py::array a = as_array(o);
     if (!a.dtype().equal(py::dtype("float16")))
@@ -226,7 +232,7 @@ py::array pack_bits(const py::object& vo, int bits) {
   v = c_contig(v);
   const qn::index_t n = v.size();
   const std::uint32_t limit = 1u << bits;
-  py::array_t<std::uint8_t> out(qn::packed_bytes(n, bits));
+  py::array_t<std::uint8_t> out(packed_size(n, bits, fname));
   auto go = [&](auto tag) {
     using U = decltype(tag);
     const U* p = static_cast<const U*>(v.data());
@@ -254,9 +260,11 @@ py::array unpack_bits(const py::object& data, int bits, qn::index_t count, const
     throw py::value_error(std::string(fname) + ": bits must be in 1.." + (wide ? "16" : "8"));
   if (count < 0) throw py::value_error(std::string(fname) + ": count must be >= 0");
   const Bytes b = bytes_of(data, fname);
-  if (b.size() != qn::packed_bytes(count, bits))
+  const qn::index_t expected = packed_size(count, bits, fname);
+  if (b.size() != expected)
     throw py::value_error(std::string(fname) + ": got " + std::to_string(b.size()) +
-                          " bytes, expected " + std::to_string(qn::packed_bytes(count, bits)));
+                          " bytes, expected " + std::to_string(expected) + " for count=" +
+                          std::to_string(count) + " at bits=" + std::to_string(bits));
   py::array out = wide ? py::array(py::dtype::of<std::uint16_t>(), std::vector<py::ssize_t>{count})
                        : py::array(py::dtype::of<std::uint8_t>(), std::vector<py::ssize_t>{count});
   void* o = out.mutable_data();
@@ -289,7 +297,7 @@ steps : ndarray of float32, shape (ceil(x.size / group_size),), finite, > 0
 group_size : int
 dead_zone : float in [0, 0.5), optional
 symbol_dtype : {"int8", "int16"}
-nthreads : int
+nthreads : int, 1..MAX_THREADS
 
 Returns
 -------
@@ -320,7 +328,7 @@ x : ndarray of float32 or float64 (flattened in C order)
 bits : int in 2..8
 group_size : int, positive multiple of 8 (32, 64, 128 are the usual ones)
 asymmetric : bool
-nthreads : int
+nthreads : int, 1..MAX_THREADS
 
 Returns
 -------
@@ -330,7 +338,10 @@ Returns
         "x"_a, "bits"_a, py::kw_only(), "group_size"_a, "asymmetric"_a = false, "nthreads"_a = 1);
   m.def("dequantize_fixed", &dequantize_fixed, R"doc(
 Inverse of :func:`quantize_fixed`; returns ``count`` float32 values (flat).
-Every size is checked against ``count`` before anything is read.
+Every size is checked against ``count`` before anything is read or
+allocated: ``packed`` must hold exactly ``ceil(count * bits / 8)`` bytes and
+``scales`` (and ``mins``) one entry per group; a count whose sizes do not fit
+in 64 bits raises ValueError.
 )doc",
         "packed"_a, "scales"_a, "mins"_a, py::kw_only(), "bits"_a, "group_size"_a, "count"_a,
         "nthreads"_a = 1);
@@ -341,7 +352,8 @@ if a value does not fit.
         "values"_a, "bits"_a);
   m.def("unpack_bits", &unpack_bits, R"doc(
 Unpacks ``count`` values of ``bits`` bits; the input must hold exactly
-``ceil(count * bits / 8)`` bytes.
+``ceil(count * bits / 8)`` bytes (checked before allocating; a count whose
+packed size does not fit in 64 bits raises ValueError).
 )doc",
         "data"_a, "bits"_a, "count"_a, "dtype"_a = "uint8");
 }

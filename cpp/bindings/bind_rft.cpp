@@ -26,11 +26,13 @@ x : array_like of float32, float64, complex64 or complex128
 beta, sigma : float, optional
     Phase parameters (default 1.0). Must be finite.
 axis : int, optional
-    Axis along which to transform (default -1). Its length n must be >= 1;
-    any n works (FFTW handles non-powers of two).
+    Axis along which to transform (default -1). Its length n must be >= 1
+    and at most 2**31 - 1 (FFTW's limit); any such n works (FFTW handles
+    non-powers of two).
 nthreads : int, optional
-    Threads to use (default 1): rows are shared among threads, a single long
-    row uses FFTW's threads. Results are identical for a given nthreads.
+    Threads to use (default 1; 1..MAX_THREADS, else ValueError): rows are
+    shared among threads, a single long row uses FFTW's threads. Results are
+    identical for a given nthreads.
 out : numpy.ndarray, optional
     Where to write the result: complex64 for float32/complex64 input,
     complex128 otherwise, same shape as x. May be x itself (in place) when x
@@ -162,12 +164,12 @@ py::array raw_fftw(const py::object& xo, bool inverse, int nthreads, bool blocke
                          "; expected complex64 or complex128");
   if (x.ndim() == 0 || x.shape(x.ndim() - 1) == 0)
     throw py::value_error(std::string(fname) + ": need at least one dimension of length >= 1");
-  if (!(x.flags() & py::array::c_style))
-    throw py::value_error(std::string(fname) + ": input must be C-contiguous");
-  if (nthreads < 1) throw py::value_error(std::string(fname) + ": nthreads must be >= 1");
+  if (!(x.flags() & py::array::c_style) || !is_aligned(x))
+    throw py::value_error(std::string(fname) + ": input must be C-contiguous and aligned");
+  check_nthreads(nthreads, fname);
   py::array out = prepare_out(out_obj, x.dtype(), shape_of(x), fname);
-  if (!(out.flags() & py::array::c_style))
-    throw py::value_error(std::string(fname) + ": out must be C-contiguous");
+  if (!(out.flags() & py::array::c_style) || !is_aligned(out))
+    throw py::value_error(std::string(fname) + ": out must be C-contiguous and aligned");
   if (!out_obj.is_none()) check_overlap(x, out, true, fname);
   const qn::index_t n = x.shape(x.ndim() - 1);
   const qn::index_t rows = x.size() / n;

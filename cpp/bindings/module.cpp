@@ -13,6 +13,7 @@ void add_info(pybind11::module_& m);
 void add_quant(pybind11::module_& m);
 void add_entropy(pybind11::module_& m);
 void add_hadamard(pybind11::module_& m);
+void add_stats(pybind11::module_& m);
 }  // namespace qnpy
 
 PYBIND11_MODULE(_core, m) {
@@ -24,4 +25,5 @@ PYBIND11_MODULE(_core, m) {
   qnpy::add_quant(m);
   qnpy::add_entropy(m);
   qnpy::add_hadamard(m);
+  qnpy::add_stats(m);
 }

@@ -20,9 +20,11 @@ py::array complex_transform(const char* fname, const py::object& xo, int axis, i
   const int ax = normalize_axis(axis, x.ndim(), fname);
   if (x.shape(ax) == 0)
     throw py::value_error(std::string(fname) + ": the transform axis has length 0 (n must be >= 1)");
-  if (nthreads < 1)
-    throw py::value_error(std::string(fname) + ": nthreads must be >= 1, got " +
-                          std::to_string(nthreads));
+  if (x.shape(ax) > qn::kMaxTransformLength)
+    throw py::value_error(std::string(fname) + ": the transform axis has length " +
+                          std::to_string(x.shape(ax)) + ", more than the " +
+                          std::to_string(qn::kMaxTransformLength) + " FFTW accepts");
+  check_nthreads(nthreads, fname);
   const bool single = is_single(k);
   const py::dtype odt = single ? py::dtype::of<std::complex<float>>()
                                : py::dtype::of<std::complex<double>>();
@@ -33,11 +35,13 @@ py::array complex_transform(const char* fname, const py::object& xo, int axis, i
     using T = decltype(tag);
     Collapsed ci = collapse(x, ax);
     qn::index_t so = 0, se = 0, si = 0;
-    if (!ci.ok || !scalar_strides<T>(ci, so, se, si)) {
+    if (!ci.ok || !scalar_strides<T>(ci, so, se, si) || !is_aligned(x)) {
       x = contiguous_copy(x);
       ci = collapse(x, ax);
       scalar_strides<T>(ci, so, se, si);
     }
+    if (!is_aligned(out))
+      throw py::value_error(std::string(fname) + ": out is not aligned for its dtype");
     const Collapsed co = collapse(out, ax);
     qn::index_t oo = 0, oe = 0, oi = 0;
     if (!co.ok || !scalar_strides<T>(co, oo, oe, oi))
@@ -70,9 +74,11 @@ py::array real_transform(const char* fname, const py::object& xo, int axis, int 
   const int ax = normalize_axis(axis, x.ndim(), fname);
   if (x.shape(ax) == 0)
     throw py::value_error(std::string(fname) + ": the transform axis has length 0 (n must be >= 1)");
-  if (nthreads < 1)
-    throw py::value_error(std::string(fname) + ": nthreads must be >= 1, got " +
-                          std::to_string(nthreads));
+  if (x.shape(ax) > qn::kMaxTransformLength)
+    throw py::value_error(std::string(fname) + ": the transform axis has length " +
+                          std::to_string(x.shape(ax)) + ", more than the " +
+                          std::to_string(qn::kMaxTransformLength) + " FFTW accepts");
+  check_nthreads(nthreads, fname);
   py::array out = prepare_out(out_obj, x.dtype(), shape_of(x), fname);
   if (!out_obj.is_none()) check_overlap(x, out, true, fname);
 
@@ -80,11 +86,13 @@ py::array real_transform(const char* fname, const py::object& xo, int axis, int 
     using T = decltype(tag);
     Collapsed ci = collapse(x, ax);
     qn::index_t so = 0, se = 0, si = 0;
-    if (!ci.ok || !scalar_strides<T>(ci, so, se, si)) {
+    if (!ci.ok || !scalar_strides<T>(ci, so, se, si) || !is_aligned(x)) {
       x = contiguous_copy(x);
       ci = collapse(x, ax);
       scalar_strides<T>(ci, so, se, si);
     }
+    if (!is_aligned(out))
+      throw py::value_error(std::string(fname) + ": out is not aligned for its dtype");
     const Collapsed co = collapse(out, ax);
     qn::index_t oo = 0, oe = 0, oi = 0;
     if (!co.ok || !scalar_strides<T>(co, oo, oe, oi))

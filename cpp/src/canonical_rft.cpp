@@ -11,6 +11,7 @@
 #include <string>
 
 #include "engine.hpp"
+#include "quantonium/checked.hpp"
 #include "quantonium/rft.hpp"
 
 namespace qn {
@@ -134,15 +135,16 @@ void clear_canonical_cache() {
 }
 }  // namespace detail
 
-const std::vector<std::complex<double>>& canonical_basis(index_t n) { return basis(n)->phi_t; }
+std::vector<std::complex<double>> canonical_basis(index_t n) { return basis(n)->phi_t; }
 
 double canonical_unitarity_error(index_t n) { return basis(n)->unitarity_error; }
 
 template <class T>
 void canonical_rft(Direction dir, const Batch& b, const RowsIn<T>& in, const RowsOut<T>& out,
                    int nthreads) {
-  if (nthreads < 1)
-    throw std::invalid_argument("nthreads must be >= 1, got " + std::to_string(nthreads));
+  if (nthreads < 1 || nthreads > kMaxThreads)
+    throw std::invalid_argument("nthreads must be in 1.." + std::to_string(kMaxThreads) +
+                                ", got " + std::to_string(nthreads));
   auto B = basis(b.n);
   if (b.rows() == 0) return;
   // GEMM chunks: enough rows to amortise the basis, bounded to stay in cache.

@@ -23,11 +23,9 @@
 #include <algorithm>
 #include <complex>
 #include <cstring>
-#include <exception>
-#include <thread>
-#include <vector>
 
 #include "fftw_plans.hpp"
+#include "parallel.hpp"
 #include "quantonium/layout.hpp"
 #include "simd_kernels.hpp"
 
@@ -49,7 +47,7 @@ inline ThreadSplit split_work(index_t rows, index_t row_bytes, int nthreads) {
   ThreadSplit s;
   s.workers = static_cast<int>(std::max<index_t>(1, std::min<index_t>(nthreads, rows)));
   s.op_threads = (s.workers == 1 && nthreads > 1) ? nthreads : 1;
-  const index_t per_worker = (rows + s.workers - 1) / s.workers;
+  const index_t per_worker = ceil_div(rows, s.workers);
   s.chunk = std::max<index_t>(1, std::min<index_t>(kChunkBytes / std::max<index_t>(1, row_bytes),
                                                    per_worker));
   return s;
@@ -165,7 +163,7 @@ void run_rows(const Batch& b, const RowsIn<T>& in, const RowsOut<T>& out,
   const index_t rows = b.rows();
   if (rows == 0) return;
   const index_t n = b.n, B = split.chunk;
-  const index_t nchunks = (rows + B - 1) / B;
+  const index_t nchunks = ceil_div(rows, B);
   const T* pre_s = reinterpret_cast<const T*>(pre);
   const T* post_s = reinterpret_cast<const T*>(post);
   const bool block_copy = pre == nullptr && !in.real && in.s_elem == 2 && in.im_off == 1 &&
@@ -201,35 +199,7 @@ void run_rows(const Batch& b, const RowsIn<T>& in, const RowsOut<T>& out,
   };
 
   const int W = static_cast<int>(std::min<index_t>(split.workers, nchunks));
-  if (W <= 1) {
-    work(0, nchunks);
-    return;
-  }
-  std::vector<std::thread> threads;
-  std::vector<std::exception_ptr> errors(static_cast<std::size_t>(W));
-  threads.reserve(static_cast<std::size_t>(W - 1));
-  auto range = [&](int w) {
-    return std::pair<index_t, index_t>{nchunks * w / W, nchunks * (w + 1) / W};
-  };
-  for (int w = 1; w < W; ++w) {
-    threads.emplace_back([&, w] {
-      try {
-        auto [a, e] = range(w);
-        work(a, e);
-      } catch (...) {
-        errors[static_cast<std::size_t>(w)] = std::current_exception();
-      }
-    });
-  }
-  try {
-    auto [a, e] = range(0);
-    work(a, e);
-  } catch (...) {
-    errors[0] = std::current_exception();
-  }
-  for (auto& t : threads) t.join();
-  for (auto& e : errors)
-    if (e) std::rethrow_exception(e);
+  run_workers(W, [&](int w) { work(share_begin(nchunks, W, w), share_begin(nchunks, W, w + 1)); });
 }
 
 }  // namespace qn::detail

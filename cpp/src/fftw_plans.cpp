@@ -1,5 +1,6 @@
 #include "fftw_plans.hpp"
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <limits>
@@ -15,6 +16,9 @@ namespace {
 // FFTW's SIMD alignment is at most 64 bytes (AVX-512); comparing offsets
 // modulo 64 is conservative for every build of FFTW.
 constexpr std::uintptr_t kAlign = 64;
+
+// Most threads FFTW itself is given for one plan (see get_plan).
+constexpr int kMaxFftwThreads = 64;
 
 using Key = std::tuple<index_t, index_t, int, bool, int, int, int, unsigned>;
 
@@ -81,7 +85,10 @@ std::shared_ptr<const Plan<T>> get_plan(index_t n, index_t howmany, int sign, bo
       throw std::runtime_error("FFTW could not initialise its threads");
     threads_ready = true;
   }
-  Fftw<T>::plan_with_nthreads(nthreads);
+  // FFTW's own threads are capped: FFTW aborts the process if one of its
+  // threads cannot be started (it checks pthread_create with an assertion),
+  // and one transform gains nothing from more than a few dozen threads.
+  if (threads_ready) Fftw<T>::plan_with_nthreads(std::min(nthreads, kMaxFftwThreads));
 
   // Planning with FFTW_MEASURE overwrites its arrays: plan on scratch arrays
   // that have the same alignment offsets as the arrays the plan will run on.

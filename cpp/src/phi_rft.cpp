@@ -11,6 +11,7 @@
 
 #include "engine.hpp"
 #include "fftw_plans.hpp"
+#include "quantonium/checked.hpp"
 #include "quantonium/rft.hpp"
 
 namespace qn::detail {
@@ -24,10 +25,14 @@ constexpr double kTwoPi = 6.283185307179586476925286766559;
 
 void check_params(index_t n, double beta, double sigma, int nthreads) {
   if (n < 1) throw std::invalid_argument("transform length must be >= 1, got " + std::to_string(n));
+  if (n > kMaxTransformLength)
+    throw std::invalid_argument("transform length " + std::to_string(n) + " exceeds FFTW's limit " +
+                                std::to_string(kMaxTransformLength));
   if (!std::isfinite(beta)) throw std::invalid_argument("beta must be finite");
   if (!std::isfinite(sigma)) throw std::invalid_argument("sigma must be finite");
-  if (nthreads < 1)
-    throw std::invalid_argument("nthreads must be >= 1, got " + std::to_string(nthreads));
+  if (nthreads < 1 || nthreads > kMaxThreads)
+    throw std::invalid_argument("nthreads must be in 1.." + std::to_string(kMaxThreads) +
+                                ", got " + std::to_string(nthreads));
 }
 
 double frac(double t) { return t - std::floor(t); }
@@ -101,7 +106,7 @@ double phi_rft_theta(index_t k, index_t n, double beta, double sigma) {
 }
 
 template <class T>
-const std::vector<std::complex<T>>& phi_rft_phases(index_t n, double beta, double sigma) {
+std::vector<std::complex<T>> phi_rft_phases(index_t n, double beta, double sigma) {
   check_params(n, beta, sigma, 1);
   return *phases_shared<T>(n, beta, sigma);
 }
@@ -163,7 +168,7 @@ void fftw_c2c_raw(Direction dir, index_t rows, index_t n, const std::complex<T>*
     return;
   }
   const auto split = detail::split_work(rows, n * index_t(sizeof(std::complex<T>)), nthreads);
-  const index_t B = split.chunk, nchunks = (rows + B - 1) / B;
+  const index_t B = split.chunk, nchunks = ceil_div(rows, B);
   auto work = [&](index_t c0, index_t c1) {
     for (index_t c = c0; c < c1; ++c) {
       const index_t r0 = c * B, cnt = std::min(B, rows - r0);
@@ -175,10 +180,9 @@ void fftw_c2c_raw(Direction dir, index_t rows, index_t n, const std::complex<T>*
     }
   };
   const int W = static_cast<int>(std::min<index_t>(split.workers, nchunks));
-  std::vector<std::thread> threads;
-  for (int w = 1; w < W; ++w) threads.emplace_back(work, nchunks * w / W, nchunks * (w + 1) / W);
-  work(0, nchunks / W);
-  for (auto& t : threads) t.join();
+  detail::run_workers(W, [&](int w) {
+    work(detail::share_begin(nchunks, W, w), detail::share_begin(nchunks, W, w + 1));
+  });
 }
 
 void clear_caches() {
@@ -222,7 +226,7 @@ const char* planner_effort() {
 }
 
 #define QN_INSTANTIATE(T)                                                                        \
-  template const std::vector<std::complex<T>>& phi_rft_phases<T>(index_t, double, double);       \
+  template std::vector<std::complex<T>> phi_rft_phases<T>(index_t, double, double);              \
   template void phi_rft<T>(Direction, const Batch&, const RowsIn<T>&, const RowsOut<T>&, double, \
                            double, int);                                                         \
   template void real_rft<T>(Direction, const Batch&, const T*, index_t, index_t, index_t, T*,    \

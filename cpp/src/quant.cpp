@@ -15,6 +15,27 @@
 
 namespace qn {
 
+namespace {
+
+// Blocks of 64 groups per thread share: a multiple of group_size (blocks start
+// on group boundaries, and on byte boundaries for packed data), computed
+// without overflow: huge groups give a grain of one group.
+index_t grain(index_t group_size) {
+  return group_size * std::min<index_t>(64, kIndexMax / group_size);
+}
+
+void check_count(index_t count) {
+  if (count < 0) throw std::invalid_argument("count must be >= 0, got " + std::to_string(count));
+}
+
+void check_threads(int nthreads) {
+  if (nthreads < 1 || nthreads > kMaxThreads)
+    throw std::invalid_argument("nthreads must be in 1.." + std::to_string(kMaxThreads) +
+                                ", got " + std::to_string(nthreads));
+}
+
+}  // namespace
+
 std::uint16_t float_to_half(float f) {
   std::uint32_t x;
   std::memcpy(&x, &f, 4);
@@ -66,6 +87,8 @@ float half_to_float(std::uint16_t h) {
 template <class T, class S>
 index_t quantize_uniform(const T* x, index_t count, const float* steps, index_t group_size,
                          double dead_zone, S* q, int nthreads) {
+  check_count(count);
+  check_threads(nthreads);
   if (group_size < 1) throw std::invalid_argument("group_size must be >= 1");
   if (!(dead_zone >= 0.0 && dead_zone < 0.5))
     throw std::invalid_argument("dead_zone must be in [0, 0.5)");
@@ -77,10 +100,10 @@ index_t quantize_uniform(const T* x, index_t count, const float* steps, index_t 
   const T zero_bin = static_cast<T>(0.5 + dead_zone);
   const auto& K = simd::quant_kernels<T, S>();
   std::atomic<index_t> clamped{0};
-  detail::parallel_for(count, nthreads, group_size * 64, [&](index_t b, index_t e) {
+  detail::parallel_for(count, nthreads, grain(group_size), [&](index_t b, index_t e) {
     index_t bad = 0;
-    for (index_t g0 = b; g0 < e; g0 += group_size) {
-      const index_t g1 = std::min(e, g0 + group_size);
+    for (index_t g0 = b, g1; g0 < e; g0 = g1) {
+      g1 = g0 + std::min(e - g0, group_size);
       bad += K.quantize(x + g0, g1 - g0, static_cast<T>(steps[g0 / group_size]), zero_bin, q + g0);
     }
     clamped += bad;
@@ -91,11 +114,13 @@ index_t quantize_uniform(const T* x, index_t count, const float* steps, index_t 
 template <class S, class T>
 void dequantize_uniform(const S* q, index_t count, const float* steps, index_t group_size, T* out,
                         int nthreads) {
+  check_count(count);
+  check_threads(nthreads);
   if (group_size < 1) throw std::invalid_argument("group_size must be >= 1");
   const auto& K = simd::quant_kernels<T, S>();
-  detail::parallel_for(count, nthreads, group_size * 64, [&](index_t b, index_t e) {
-    for (index_t g0 = b; g0 < e; g0 += group_size) {
-      const index_t g1 = std::min(e, g0 + group_size);
+  detail::parallel_for(count, nthreads, grain(group_size), [&](index_t b, index_t e) {
+    for (index_t g0 = b, g1; g0 < e; g0 = g1) {
+      g1 = g0 + std::min(e - g0, group_size);
       K.dequantize(q + g0, g1 - g0, static_cast<T>(steps[g0 / group_size]), out + g0);
     }
   });
@@ -117,7 +142,7 @@ void pack_range(const U* v, index_t b, index_t e, int bits, std::uint8_t* out) {
   if (bits == 8 || bits == 4 || bits == 2) {
     const int per = 8 / bits;
     const index_t full = (e - b) / per;
-    std::uint8_t* o = out + b * bits / 8;
+    std::uint8_t* o = out + b / 8 * bits;
     if (bits == 8) {
       for (index_t j = 0; j < full; ++j) o[j] = static_cast<std::uint8_t>(v[j]);
     } else if (bits == 4) {
@@ -139,7 +164,7 @@ void pack_range(const U* v, index_t b, index_t e, int bits, std::uint8_t* out) {
   }
   std::uint64_t acc = 0;
   int nacc = 0;
-  std::uint8_t* o = out + b * bits / 8;
+  std::uint8_t* o = out + b / 8 * bits;
   const std::uint64_t mask = (std::uint64_t(1) << bits) - 1;
   for (index_t i = b; i < e; ++i) {
     acc |= (static_cast<std::uint64_t>(v[i - b]) & mask) << nacc;
@@ -157,7 +182,7 @@ void pack_range(const U* v, index_t b, index_t e, int bits, std::uint8_t* out) {
 template <class U>
 void unpack_range(const std::uint8_t* in, index_t b, index_t e, int bits, U* v) {
   if (bits == 8 || bits == 4 || bits == 2) {
-    const std::uint8_t* p = in + b * bits / 8;
+    const std::uint8_t* p = in + b / 8 * bits;
     const int mask = (1 << bits) - 1;
     if (bits == 8) {
       for (index_t i = 0; i < e - b; ++i) v[i] = static_cast<U>(p[i]);
@@ -170,7 +195,7 @@ void unpack_range(const std::uint8_t* in, index_t b, index_t e, int bits, U* v) 
   }
   std::uint64_t acc = 0;
   int nacc = 0;
-  const std::uint8_t* p = in + b * bits / 8;
+  const std::uint8_t* p = in + b / 8 * bits;
   const std::uint64_t mask = (std::uint64_t(1) << bits) - 1;
   for (index_t i = b; i < e; ++i) {
     while (nacc < bits) {
@@ -188,6 +213,7 @@ void unpack_range(const std::uint8_t* in, index_t b, index_t e, int bits, U* v) 
 template <class U>
 void pack_bits(const U* values, index_t count, int bits, std::uint8_t* out) {
   check_bits(bits, 1, 16);
+  check_count(count);
   if (count > 0) std::memset(out, 0, static_cast<std::size_t>(packed_bytes(count, bits)));
   pack_range(values, 0, count, bits, out);
 }
@@ -195,6 +221,7 @@ void pack_bits(const U* values, index_t count, int bits, std::uint8_t* out) {
 template <class U>
 void unpack_bits(const std::uint8_t* in, index_t count, int bits, U* out) {
   check_bits(bits, 1, 16);
+  check_count(count);
   unpack_range(in, 0, count, bits, out);
 }
 
@@ -202,6 +229,8 @@ template <class T>
 bool quantize_fixed(const T* x, index_t count, int bits, index_t group_size, std::uint16_t* scales,
                     std::uint16_t* mins, std::uint8_t* packed, int nthreads) {
   check_bits(bits, 2, 8);
+  check_count(count);
+  check_threads(nthreads);
   if (group_size < 1 || group_size % 8 != 0)
     throw std::invalid_argument("group_size must be a positive multiple of 8");
   const bool asym = mins != nullptr;
@@ -209,10 +238,11 @@ bool quantize_fixed(const T* x, index_t count, int bits, index_t group_size, std
   std::atomic<bool> ok{true};
   const auto& FK = simd::fixed_kernels();
   if (count > 0) std::memset(packed, 0, static_cast<std::size_t>(packed_bytes(count, bits)));
-  detail::parallel_for(count, nthreads, group_size * 64, [&](index_t b, index_t e) {
+  detail::parallel_for(count, nthreads, grain(group_size), [&](index_t b, index_t e) {
     std::uint8_t sym[256 * 8];
-    for (index_t g0 = b; g0 < e; g0 += group_size) {
-      const index_t g1 = std::min(e, g0 + group_size), g = g0 / group_size;
+    for (index_t g0 = b, g1; g0 < e; g0 = g1) {
+      g1 = g0 + std::min(e - g0, group_size);
+      const index_t g = g0 / group_size;
       float lo = static_cast<float>(x[g0]), hi = lo;
       if constexpr (std::is_same_v<T, float>) {
         FK.minmax_f32(x + g0, g1 - g0, &lo, &hi);
@@ -237,8 +267,8 @@ bool quantize_fixed(const T* x, index_t count, int bits, index_t group_size, std
         ok = false;
       const float off = asym ? 0.0f : static_cast<float>(qmax);
       const float top = asym ? static_cast<float>(levels) : static_cast<float>(2 * qmax);
-      for (index_t s0 = g0; s0 < g1; s0 += 256 * 8) {
-        const index_t s1 = std::min(g1, s0 + index_t(256 * 8));
+      for (index_t s0 = g0, s1; s0 < g1; s0 = s1) {
+        s1 = s0 + std::min(g1 - s0, index_t(256 * 8));
         if (scale == 0.0f || !std::isfinite(scale)) {
           std::memset(sym, asym ? 0 : qmax, static_cast<std::size_t>(s1 - s0));
         } else if constexpr (std::is_same_v<T, float>) {
@@ -258,17 +288,20 @@ void dequantize_fixed(const std::uint8_t* packed, index_t count, int bits, index
                       const std::uint16_t* scales, const std::uint16_t* mins, float* out,
                       int nthreads) {
   check_bits(bits, 2, 8);
+  check_count(count);
+  check_threads(nthreads);
   if (group_size < 1 || group_size % 8 != 0)
     throw std::invalid_argument("group_size must be a positive multiple of 8");
   const int qmax = (1 << (bits - 1)) - 1;
-  detail::parallel_for(count, nthreads, group_size * 64, [&](index_t b, index_t e) {
+  detail::parallel_for(count, nthreads, grain(group_size), [&](index_t b, index_t e) {
     std::uint8_t sym[256 * 8];
-    for (index_t g0 = b; g0 < e; g0 += group_size) {
-      const index_t g1 = std::min(e, g0 + group_size), g = g0 / group_size;
+    for (index_t g0 = b, g1; g0 < e; g0 = g1) {
+      g1 = g0 + std::min(e - g0, group_size);
+      const index_t g = g0 / group_size;
       const float scale = half_to_float(scales[g]);
       const float m = mins ? half_to_float(mins[g]) : 0.0f;
-      for (index_t s0 = g0; s0 < g1; s0 += 256 * 8) {
-        const index_t s1 = std::min(g1, s0 + index_t(256 * 8));
+      for (index_t s0 = g0, s1; s0 < g1; s0 = s1) {
+        s1 = s0 + std::min(g1 - s0, index_t(256 * 8));
         unpack_range(packed, s0, s1, bits, sym);
         if (mins)
           for (index_t i = s0; i < s1; ++i) out[i] = m + static_cast<float>(sym[i - s0]) * scale;

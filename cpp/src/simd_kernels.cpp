@@ -164,10 +164,12 @@ QN_ALWAYS_INLINE index_t quant_body(const T* QN_RESTRICT x, index_t n, T step, T
     for (index_t j = 0; j < m; ++j) {
       const T t = xb[j] / step;
       T r = std::nearbyint(t);
-      r = std::fabs(t) < zero_bin ? T(0) : r;
+      // written so that NaN takes the zero branch: converting NaN to int is
+      // undefined behaviour (the call fails anyway: NaN counts in nb)
+      r = std::fabs(t) >= zero_bin ? r : T(0);
       r = r < lo ? lo : r;
       r = r > hi ? hi : r;
-      tmp[j] = static_cast<std::int32_t>(r);  // NaN only when nb > 0: the call fails then
+      tmp[j] = static_cast<std::int32_t>(r);
     }
     S* qb = q + b;
     for (index_t j = 0; j < m; ++j) qb[j] = static_cast<S>(tmp[j]);
@@ -189,7 +191,7 @@ QN_ALWAYS_INLINE void fixed_body(const T* QN_RESTRICT x, index_t n, float m, flo
     const index_t len = n - b < 256 ? n - b : 256;
     for (index_t j = 0; j < len; ++j) {
       float r = std::nearbyint((static_cast<float>(x[b + j]) - m) / scale) + off;
-      r = r < 0.0f ? 0.0f : r;
+      r = r >= 0.0f ? r : 0.0f;  // NaN -> 0: converting NaN to int is undefined behaviour
       r = r > top ? top : r;
       tmp[j] = static_cast<std::int32_t>(r);
     }

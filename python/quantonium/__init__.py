@@ -15,11 +15,15 @@ try:
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0+unknown"
 
-def open(path):  # noqa: A001 - the documented name
-    """The .qnt container with per-tensor access (:class:`quantonium.container.QntFile`)."""
+def open(path, *, max_memory=None, max_index_bytes=None):  # noqa: A001 - the documented name
+    """The .qnt container with per-tensor access (:class:`quantonium.container.QntFile`).
+
+    ``max_memory`` / ``max_index_bytes`` (bytes or sizes such as ``"8G"``) bound what reading
+    it may use; defaults in :mod:`quantonium.limits`.
+    """
     from .container import QntFile
 
-    return QntFile(path)
+    return QntFile(path, max_memory=max_memory, max_index_bytes=max_index_bytes)
 
 
 def load(path, *, dtype=None, threads: int = 1):

@@ -305,16 +305,25 @@ def gram_modules(model, data: CalibrationData) -> list[tuple[str, object, str]]:
     return [(n, mods[n][0], mods[n][1]) for n in order if calls[n] == 1]
 
 
+class _HeadReached(Exception):
+    """Raised by gram_sweep's hook on the LM head: the pass has measured everything it needs."""
+
+
 def gram_sweep(model, data: CalibrationData, on_gram: Callable[[str, object, bool], None], *,
                modules: set[str] | None = None, progress: Callable[[int], None] | None = None) -> None:
     """Runs the calibration data through the model once and hands each layer's input Gram matrix
     ``E[x x^T]`` (a float32 torch tensor) to ``on_gram(module name, gram, transposed)``.
 
     Causal LMs: every calibration window in ONE batch, so a layer's Gram matrix
-    is complete when the layer has run; ``on_gram`` is called right there
-    (it may quantise the layer) and the matrix is released before the next
-    layer runs: one Gram matrix (two for layers sharing an input: q/k/v share
-    one) exists at a time. Encoders (variable-length sentence batches): the
+    is complete when the layer has run. The matrices of one block (decoder
+    layer) are handed to ``on_gram`` (which may quantise the layers) when the
+    next block starts, when only the residual stream is alive and not the
+    block's attention and MLP activations, and are released then: one block's
+    matrices exist at a time (q/k/v share one). The pass stops before the LM
+    head computes its logits (tokens x vocabulary floats: 4096 x 262,144 for
+    Gemma 3 would be 4.3 GB); a head that is not tied still gets its matrix.
+    Without recognisable blocks each matrix is handed over as soon as it is
+    made. Encoders (variable-length sentence batches): the
     matrices are accumulated over the batches and handed over at the end
     (encoders are small). ``modules`` limits the layers (names from
     ``gram_modules``); ``transposed`` is True for Conv1D (weight stored (in, out)).
@@ -327,30 +336,56 @@ def gram_sweep(model, data: CalibrationData, on_gram: Callable[[str, object, boo
     pending: dict[str, list] = {}  # encoders: name -> [sum, count]
 
     def gram_of(x) -> object:
-        key = (x.data_ptr(), tuple(x.shape), x._version)
-        if last.get("key") != key:
+        # layers fed the same tensor (q/k/v) share one matrix: the tensor itself is kept as the key
+        # (an address could be reused by a later activation of the same shape once this one is freed)
+        if last.get("x") is not x or last.get("version") != x._version:
             last.clear()  # the previous layer's matrix goes before the next one is made
             xf = x.detach().reshape(-1, x.shape[-1]).float()
             g = torch.mm(xf.T, xf)
             g.div_(xf.shape[0])
-            last["key"], last["gram"] = key, g
+            last["x"], last["version"], last["gram"] = x, x._version, g
         return last["gram"]
+
+    blocks = find_blocks(model) if data.kind == "causal-lm" else []
+    block_grams: list[tuple[str, object, bool]] = []  # made in the running block, handed over at the next
+
+    def flush(*_args) -> None:
+        while block_grams:
+            n, g, t = block_grams.pop(0)
+            on_gram(n, g, t)
+            del g
+        last.clear()
 
     for name, (mod, kind) in eligible.items():
         def hook(m, inp, _n=name, _k=kind):
             x = inp[0]
             if data.kind == "causal-lm":
-                on_gram(_n, gram_of(x), _k == "Conv1D")
+                if blocks:
+                    block_grams.append((_n, gram_of(x), _k == "Conv1D"))
+                else:
+                    on_gram(_n, gram_of(x), _k == "Conv1D")
             else:
                 xf = x.detach().reshape(-1, x.shape[-1]).float()
                 st = pending.setdefault(_n, [0.0, 0])
                 st[0] = st[0] + xf.T @ xf
                 st[1] += xf.shape[0]
         handles.append(mod.register_forward_pre_hook(hook))
+    if blocks:
+        handles += [b.register_forward_pre_hook(flush) for b in blocks]
+    head = model.get_output_embeddings() if data.kind == "causal-lm" else None
+    if head is not None:
+        def stop(*_args):  # after the head's own Gram hook (registered before): no logits are computed
+            flush()
+            raise _HeadReached
+        handles.append(head.register_forward_pre_hook(stop))
     try:
         with torch.no_grad():
             if data.kind == "causal-lm":
-                model(torch.cat(data.windows, 0), use_cache=False)
+                try:
+                    model(torch.cat(data.windows, 0), use_cache=False)
+                except _HeadReached:
+                    pass
+                flush()
                 if progress:
                     progress(data.tokens)
             else:
@@ -361,6 +396,7 @@ def gram_sweep(model, data: CalibrationData, on_gram: Callable[[str, object, boo
     finally:
         for h in handles:
             h.remove()
+        block_grams.clear()
         last.clear()
     for name, (total, n) in pending.items():
         on_gram(name, total / max(n, 1), eligible[name][1] == "Conv1D")

@@ -1,8 +1,11 @@
 """The ``quantonium`` command: one command, subcommands.
 
 Results go to stdout, progress and diagnostics to stderr; errors are one line
-and a non-zero exit. Subcommands (compare, chat, serve and bench arrive with
-their issues):
+and a non-zero exit. Every output is checked before any work is done and
+written by the rules of ``quantonium.outputs``; commands that read ``.qnt``
+files take ``--max-memory SIZE`` and ``--max-index SIZE`` (``quantonium.limits``;
+they set ``QUANTONIUM_MAX_MEMORY`` / ``QUANTONIUM_MAX_INDEX`` for the command).
+Subcommands (compare, chat, serve and bench arrive with their issues):
 
     quantonium compress SOURCE -o OUT.qnt [--codec C] [--bits B | --snr DB | --keep F] [--fixed-rate]
                         [--include RE] [--exclude RE] [--threads N] [--json]
@@ -93,11 +96,14 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def cmd_compress(args: argparse.Namespace) -> int:
+    from .models import source_files
+    from .outputs import check_file
     from .pipeline import compress
 
     targets = [t for t in (args.bits, args.snr, args.keep) if t is not None]
     if len(targets) > 1:
         raise CliError("give at most one of --bits, --snr, --keep")
+    check_file(args.outfile, inputs=source_files(args.source))
     res = compress(
         args.source, args.outfile, codec=args.codec, bpw=args.bits, snr_db=args.snr, keep=args.keep,
         include=args.include, exclude=args.exclude, threads=args.threads, progress=not args.quiet,
@@ -109,7 +115,10 @@ def cmd_compress(args: argparse.Namespace) -> int:
 
 
 def cmd_decompress(args: argparse.Namespace) -> int:
+    from .outputs import check_folder
     from .pipeline import decompress
+
+    check_folder(args.outdir, inputs=[args.file])
 
     out = decompress(args.file, args.outdir, threads=args.threads)
     print(f"wrote {out} (loads with transformers' from_pretrained)")
@@ -140,16 +149,20 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 def cmd_inventory(args: argparse.Namespace) -> int:
     from . import inventory
 
+    inventory.check_outputs(args.outfile, args.json, args.files)
     inv = inventory.build(args.files, forward=not args.no_forward)
     written = inventory.write(inv, args.outfile, args.json)
     t = inv["totals"]
     for m in inv["models"]:
         for c in m["checks"]:
             print(f"{m['file']}: {c['check']}: {c['result']} ({c['detail']})", file=sys.stderr)
+    def num(v, fmt: str) -> str:  # totals are None when no file opened
+        return "n/a" if v is None else format(v, fmt)
+
     ratio = "n/a" if t["ratio_vs_source"] is None else f"{t['ratio_vs_source']:.2f}x"
     snr = "exact" if t["median_tensor_snr_db"] is None else f"{t['median_tensor_snr_db']:.2f} dB (worst {t['worst_tensor_snr_db']:.2f} dB)"
     print(f"inventory: {t['models']} models, {t['parameters']:,} parameters, {t['file_bytes']:,} bytes, "
-          f"{t['bpw']:.3f} bpw, ratio {ratio} vs source, {t['ratio_vs_fp16']:.2f}x vs fp16, median tensor SNR {snr}; "
+          f"{num(t['bpw'], '.3f')} bpw, ratio {ratio} vs source, {num(t['ratio_vs_fp16'], '.2f')}x vs fp16, median tensor SNR {snr}; "
           f"{t['checks_failed']} checks failed; wrote {', '.join(str(w) for w in written)}")
     return 1 if t["checks_failed"] else 0
 
@@ -157,8 +170,11 @@ def cmd_inventory(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     from .container import update_model
     from .evaluate import evaluate
+    from .outputs import check_file
 
     text, name = _read_text(args.text, "text")
+    if not args.no_record:  # the result is recorded in the file: it must be writable before the evaluation runs
+        check_file(args.file)
     res = evaluate(args.original, args.file, text=text, text_name=name, window=args.window, max_tokens=args.max_tokens)
     if not args.no_record:
         update_model(args.file, {"evaluation": res})
@@ -205,6 +221,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
         raise CliError("--seeds needs seeds in [0, 2^63)")
     text, text_name = _read_text(args.text, "text")
     cal, cal_name = _read_text(args.calibration, "calibration text")
+    if args.outdir:
+        from .models import source_files
+
+        cmp.check_outputs(args.outdir, source_files(args.source))
     wl = cmp.Workload.load(args.source, text=text, text_name=text_name, calibration=cal, calibration_name=cal_name,
                            max_tokens=args.max_tokens, threads=args.threads)
     out = Path(args.outdir) if args.outdir else None
@@ -220,8 +240,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
     res = cmp.compare(wl, bits, methods, progress=None if args.json else (lambda line: print(line, flush=True)),
                       seeds=seeds, on_row=on_row)
     if out is not None:
+        from .outputs import write_text
+
         cmp.write_json(res, out / "compare.json")
-        (out / "compare.md").write_text(cmp.table(res) + "\n")
+        write_text(out / "compare.md", cmp.table(res) + "\n")
         cmp.write_chart(res, out / "compare_rd.png")
     if args.json:
         print(json.dumps(res, indent=1, default=float))
@@ -233,7 +255,34 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _limits_parent() -> argparse.ArgumentParser:
+    """``--max-memory`` / ``--max-index`` for the commands that read .qnt files (quantonium.limits)."""
+    lp = argparse.ArgumentParser(add_help=False)
+    g = lp.add_argument_group("limits for reading .qnt files (quantonium.limits)")
+    g.add_argument("--max-memory", metavar="SIZE", dest="qnt_max_memory",
+                   help="most memory a read may use, e.g. 8G (default: $QUANTONIUM_MAX_MEMORY or half the machine's memory)")
+    g.add_argument("--max-index", metavar="SIZE", dest="qnt_max_index",
+                   help="largest index accepted, e.g. 128M (default: $QUANTONIUM_MAX_INDEX or 64M; at most 256M)")
+    return lp
+
+
+def _apply_limits(args: argparse.Namespace) -> None:
+    """Validates the limit flags and hands them to everything the command runs (environment variables)."""
+    import os
+
+    from . import limits
+
+    for flag, env in (("max-memory", limits.ENV_MAX_MEMORY), ("max-index", limits.ENV_MAX_INDEX)):
+        v = getattr(args, "qnt_" + flag.replace("-", "_"), None)  # only the commands with these flags (chat has its own)
+        if v is not None:
+            try:
+                os.environ[env] = str(limits.parse_size(v))
+            except ValueError as e:
+                raise CliError(f"--{flag}: {e}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
+    lp = _limits_parent()
     p = argparse.ArgumentParser(
         prog="quantonium",
         description="Compress model weights with the Resonance Fourier Transform, and measure what it costs.",
@@ -269,22 +318,23 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--json", action="store_true", help="print the summary as JSON")
     c.add_argument("--quiet", action="store_true", help="no progress bar")
     c.set_defaults(func=cmd_compress)
-    d = sub.add_parser("decompress", help="write a .qnt file back as an HF folder")
+    d = sub.add_parser("decompress", help="write a .qnt file back as an HF folder", parents=[lp])
     d.add_argument("file")
     d.add_argument("-o", "--outdir", required=True, help="a new (or empty) folder")
     d.add_argument("--threads", type=int, default=2)
     d.set_defaults(func=cmd_decompress)
-    i = sub.add_parser("inspect", help="per-tensor table of a .qnt file (name, shape, codec, bits, bpw, SNR)")
+    i = sub.add_parser("inspect", help="per-tensor table of a .qnt file (name, shape, codec, bits, bpw, SNR)", parents=[lp])
     i.add_argument("file")
     i.add_argument("--json", action="store_true")
     i.set_defaults(func=cmd_inspect)
-    inv = sub.add_parser("inventory", help="parameter-inventory report (Markdown, JSON, PNG charts) with validation")
+    inv = sub.add_parser("inventory", help="parameter-inventory report (Markdown, JSON, PNG charts) with validation", parents=[lp])
     inv.add_argument("files", nargs="+", help=".qnt files")
     inv.add_argument("-o", "--outfile", required=True, help="report.md (charts are written beside it)")
     inv.add_argument("--json", help="also write the same numbers as JSON here")
     inv.add_argument("--no-forward", action="store_true", help="skip rebuilding each model and running a forward pass")
     inv.set_defaults(func=cmd_inventory)
-    ev = sub.add_parser("eval", help="perplexity / KL / top-1 (causal LMs) or embedding cosine (encoders) against the original")
+    ev = sub.add_parser("eval", help="perplexity / KL / top-1 (causal LMs) or embedding cosine (encoders) against the original",
+                        parents=[lp])
     ev.add_argument("original", help="the uncompressed model: folder, owner/name in the hub cache, or .gguf")
     ev.add_argument("file", help="the .qnt file")
     ev.add_argument("--text", help="evaluation text (default: the Lee corpus from gensim's test data)")
@@ -313,6 +363,9 @@ def build_parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="build report and a measured round trip of every transform")
     info.add_argument("--json", action="store_true", help="print the report as JSON")
     info.set_defaults(func=cmd_info)
+    from .chat import add_subcommands as add_chat_subcommands
+
+    add_chat_subcommands(sub)
     return p
 
 
@@ -320,6 +373,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        _apply_limits(args)
         return int(args.func(args))
     except CliError as e:
         print(f"quantonium: error: {e}", file=sys.stderr)
@@ -333,6 +387,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except ImportError as e:
         print(f"quantonium: error: {e} (is the package installed? run: bash scripts/setup.sh)", file=sys.stderr)
+        return 1
+    except MemoryError:
+        print("quantonium: error: out of memory (lower --max-memory, or free memory)", file=sys.stderr)
         return 1
 
 

@@ -50,10 +50,12 @@ from typing import Any
 
 import numpy as np
 
+from . import outputs
 from .codecs import SMALL_TENSOR, decode_tensor, encode_tensor
 from .metrics import snr_db
 
-__all__ = ["METHODS", "Workload", "compare", "fixed_rate_summary", "fixed_rate_verdicts", "write_chart"]
+__all__ = ["METHODS", "OUTPUT_FILES", "Workload", "check_outputs", "compare", "fixed_rate_summary",
+           "fixed_rate_verdicts", "write_chart", "write_json"]
 
 GROUPS = (32, 64, 128)
 #: fixed-rate rotations: method prefix -> (codec, codec options besides group and seed)
@@ -605,13 +607,23 @@ def write_chart(res: dict, path: str | Path) -> None:
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
-    tmp = Path(str(path) + ".tmp")
-    fig.savefig(tmp, format="png")
+    with outputs.AtomicFile(path) as f:
+        fig.savefig(f.file, format="png")
     plt.close(fig)
-    tmp.replace(path)
 
 
 def write_json(res: dict, path: str | Path) -> None:
-    tmp = Path(str(path) + ".tmp")
-    tmp.write_text(json.dumps(res, indent=1, default=float))
-    tmp.replace(path)
+    outputs.write_text(path, json.dumps(res, indent=1, default=float))
+
+
+#: The files ``compare -o DIR`` writes into DIR.
+OUTPUT_FILES = ("compare.md", "compare.json", "compare_rd.png", "compare.partial.jsonl")
+
+
+def check_outputs(outdir: str | Path, inputs: list[str | Path]) -> None:
+    """Checks the output folder and the files to be written there before the (long) comparison."""
+    d = Path(outdir)
+    if d.exists() and not d.is_dir():
+        raise outputs.OutputError(f"{d}: exists and is not a folder")
+    for name in OUTPUT_FILES:
+        outputs.check_file(d / name, inputs=inputs)

@@ -121,8 +121,8 @@ def evaluate(original: str, qnt: str | Path, *, text: str | None = None, text_na
     t0 = time.perf_counter()
     if text is None:
         text_name, text = default_text()
+    orig, otok = load_source(original)  # the original first: a bad source fails before the file is decoded
     comp, tok = load_qnt(qnt)
-    orig, otok = load_source(original)
     tok = tok or otok
     res = compare_models(orig, comp, tok, text, window=window, max_tokens=max_tokens, sentences=sentences)
     res.update({"original": str(original), "text": text_name or "user text",

@@ -20,11 +20,12 @@ from typing import Any
 
 import numpy as np
 
+from . import outputs
 from .codecs.base import unpack_payload
 from .container import QntFile
 from .reference import PHI
 
-__all__ = ["build", "write"]
+__all__ = ["build", "check_outputs", "output_paths", "write"]
 
 SIZE_CLASS_LIMIT = 500_000_000
 
@@ -213,10 +214,12 @@ def _charts(inv: dict[str, Any], out: Path) -> list[str]:
     ax.set_ylabel("SNR (dB), measured")
     ax.set_title("Per-tensor fidelity against rate (lossless tensors omitted: exact)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    p = out.with_name(out.stem + "_snr_vs_bpw.png")
+    if ax.get_legend_handles_labels()[0]:  # no file opened: nothing to label
+        ax.legend(fontsize=8)
+    p = output_paths(out)[1]
     fig.tight_layout()
-    fig.savefig(p, dpi=110)
+    with outputs.AtomicFile(p) as f:
+        fig.savefig(f.file, dpi=110, format="png")
     plt.close(fig)
     files.append(p.name)
     fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -228,19 +231,41 @@ def _charts(inv: dict[str, Any], out: Path) -> list[str]:
         bottom += vals
     ax.set_ylabel("payload MiB")
     ax.set_title("File size per model, by codec")
-    ax.legend(fontsize=8)
+    if ax.get_legend_handles_labels()[0]:  # no file opened: nothing to label
+        ax.legend(fontsize=8)
     plt.setp(ax.get_xticklabels(), rotation=15, ha="right", fontsize=8)
-    p = out.with_name(out.stem + "_size_by_codec.png")
+    p = output_paths(out)[2]
     fig.tight_layout()
-    fig.savefig(p, dpi=110)
+    with outputs.AtomicFile(p) as f:
+        fig.savefig(f.file, dpi=110, format="png")
     plt.close(fig)
     files.append(p.name)
     return files
 
 
+def output_paths(md_path: str | Path, json_path: str | Path | None = None) -> list[Path]:
+    """Every file :func:`write` writes: the report, its two charts beside it, and the JSON if asked."""
+    md = Path(md_path)
+    return [md, md.with_name(md.stem + "_snr_vs_bpw.png"), md.with_name(md.stem + "_size_by_codec.png")] + (
+        [Path(json_path)] if json_path else [])
+
+
+def check_outputs(md_path: str | Path, json_path: str | Path | None, inputs: list[str | Path]) -> None:
+    """Checks every output before the (long) build: none is a folder or one of the ``inputs``, none repeats."""
+    paths = output_paths(md_path, json_path)
+    for p in paths:
+        outputs.check_file(p, inputs=inputs)
+    seen: dict[str, Path] = {}
+    for p in paths:
+        key = str(Path(p).absolute())
+        if key in seen and key not in ("/dev/null",):
+            raise outputs.OutputError(f"{p}: given twice as an output")
+        seen[key] = p
+
+
 def write(inv: dict[str, Any], md_path: str | Path, json_path: str | Path | None = None) -> list[Path]:
+    """Writes the report, its charts and the JSON by the rules of :mod:`quantonium.outputs`."""
     md_path = Path(md_path)
-    md_path.parent.mkdir(parents=True, exist_ok=True)
     charts = _charts(inv, md_path)
     t = inv["totals"]
     L = ["# Parameter inventory (Quantonium)", "",
@@ -288,14 +313,10 @@ def write(inv: dict[str, Any], md_path: str | Path, json_path: str | Path | None
             L.append(f"| {r['name']} | {'x'.join(map(str, r['shape']))} | {r['codec']} | {_fmt(r['bits'])} | {_fmt(r['bpw'], 3)} | "
                      f"{'exact' if r['snr_db'] is None else _fmt(r['snr_db'])} | {'-' if gap is None else _fmt(gap, 3)} |")
         L.append("")
-    tmp = md_path.with_suffix(md_path.suffix + ".tmp")
-    tmp.write_text("\n".join(L) + "\n")
-    tmp.replace(md_path)
+    outputs.write_text(md_path, "\n".join(L) + "\n")
     written = [md_path] + [md_path.with_name(c) for c in charts]
     if json_path:
         jp = Path(json_path)
-        tmpj = jp.with_suffix(jp.suffix + ".tmp")
-        tmpj.write_text(json.dumps(inv, indent=2, default=str) + "\n")
-        tmpj.replace(jp)
+        outputs.write_text(jp, json.dumps(inv, indent=2, default=str) + "\n")
         written.append(jp)
     return written

@@ -83,14 +83,22 @@ class PeakSampler:
     def __init__(self, interval: float = 0.05) -> None:
         self.interval = interval
         self.peak = rss_anon_mib() or 0.0
+        self.window_peak = self.peak  # the highest since the last ``window()`` call
         self._stop = threading.Event()
         self._t = threading.Thread(target=self._run, daemon=True, name="quantonium-memory")
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
             v = rss_anon_mib()
-            if v is not None and v > self.peak:
-                self.peak = v
+            if v is not None:
+                self.peak = max(self.peak, v)
+                self.window_peak = max(self.window_peak, v)
+
+    def window(self) -> float:
+        """The highest RssAnon (MiB) since the previous call (or the start), and a new window from now."""
+        v = rss_anon_mib() or 0.0
+        top, self.window_peak = max(self.window_peak, v), v
+        return top
 
     def __enter__(self) -> PeakSampler:
         self._t.start()

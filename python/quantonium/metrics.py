@@ -6,39 +6,49 @@ import math
 
 import numpy as np
 
-__all__ = ["bits_per_weight", "differential_entropy", "fidelity", "shannon_gap", "snr_db"]
+import quantonium_native as qn
+
+__all__ = ["bits_per_weight", "differential_entropy", "fidelity", "shannon_gap", "snr_db", "snr_from_sums", "sums"]
 
 
-#: values per chunk: the measures work through large tensors in float64 pieces of this size,
-#: so that they never hold a float64 copy of a whole tensor
-CHUNK = 1 << 20
+#: the differential entropy is estimated from at most this many values (an even
+#: stride through the tensor): its histogram is an estimate anyway, and this keeps
+#: it a small part of coding a large tensor
+ENTROPY_SAMPLE = 1 << 20
 
 
-def _chunks(*arrays: np.ndarray):
-    flat = [np.asarray(a).reshape(-1) for a in arrays]
-    n = flat[0].size
-    for i in range(0, n, CHUNK):
-        yield [f[i:i + CHUNK].astype(np.float64) for f in flat]
+def _real(a: np.ndarray) -> np.ndarray:
+    """float32 and float64 as they are (no copy when contiguous); other dtypes as float32."""
+    a = np.asarray(a)
+    return a if a.dtype in (np.float32, np.float64) else a.astype(np.float32)
 
 
-def sums(w: np.ndarray, w_hat: np.ndarray) -> tuple[float, float]:
-    """(sum w^2, sum (w - w_hat)^2) in float64, by chunks."""
-    sig = err = 0.0
-    for a, b in _chunks(w, w_hat):
-        sig += float(np.dot(a, a))
-        d = a - b
-        err += float(np.dot(d, d))
-    return sig, err
+def sums(w: np.ndarray, w_hat: np.ndarray | None = None, nthreads: int = 1) -> tuple[float, float]:
+    """(sum w^2, sum (w - w_hat)^2), accumulated in float64 by the native kernel (no float64 copies).
+
+    The second is 0.0 when ``w_hat`` is None. Mixed precisions are compared in the wider one.
+    """
+    w = _real(w)
+    if w_hat is None:
+        return qn.energy_sums(w, nthreads=nthreads)
+    w_hat = _real(w_hat)
+    if w.dtype != w_hat.dtype:
+        w, w_hat = w.astype(np.float64), w_hat.astype(np.float64)
+    return qn.energy_sums(w, w_hat, nthreads=nthreads)
 
 
-def snr_db(w: np.ndarray, w_hat: np.ndarray) -> float:
-    """10*log10(sum w^2 / sum (w - w_hat)^2) in float64; inf for an exact copy."""
-    sig, err = sums(w, w_hat)
+def snr_from_sums(sig: float, err: float) -> float:
+    """10*log10(sig / err); inf for no error, -inf for a zero signal with an error."""
     if err == 0.0:
         return math.inf
     if sig == 0.0:
         return -math.inf
     return 10.0 * math.log10(sig / err)
+
+
+def snr_db(w: np.ndarray, w_hat: np.ndarray) -> float:
+    """10*log10(sum w^2 / sum (w - w_hat)^2) in float64; inf for an exact copy."""
+    return snr_from_sums(*sums(w, w_hat))
 
 
 def fidelity(w: np.ndarray, w_hat: np.ndarray) -> dict:
@@ -55,26 +65,37 @@ def fidelity(w: np.ndarray, w_hat: np.ndarray) -> dict:
 
 
 def differential_entropy(w: np.ndarray, bins: int | None = None) -> float:
-    """h(W) in bits, estimated from a histogram of the values."""
+    """h(W) in bits, estimated from a histogram of the values.
+
+    Tensors of more than ``ENTROPY_SAMPLE`` values are estimated from an even
+    stride through them (deterministic).
+    """
     w = np.asarray(w).reshape(-1)
+    if w.size > ENTROPY_SAMPLE:
+        w = w[:: -(-w.size // ENTROPY_SAMPLE)]
+    if w.dtype not in (np.float32, np.float64):
+        w = w.astype(np.float32)
     if w.size < 2:
         return -math.inf
     lo, hi = float(np.min(w)), float(np.max(w))
     if not hi > lo:
         return -math.inf
     nb = bins or int(min(4096, max(64, math.sqrt(w.size))))
-    counts = np.zeros(nb, np.int64)
-    for (a,) in _chunks(w):
-        counts += np.histogram(a, bins=nb, range=(lo, hi))[0]
+    counts = np.histogram(w, bins=nb, range=(lo, hi))[0]
     width = (hi - lo) / nb
     p = counts[counts > 0] / w.size
     return float(-(p * np.log2(p)).sum() + math.log2(width))
 
 
-def shannon_gap(w: np.ndarray, w_hat: np.ndarray, rate_bpw: float) -> float:
-    """rate - (h(W) - 0.5*log2(2*pi*e*D)), the distance to the Shannon lower bound (bits/weight)."""
+def shannon_gap(w: np.ndarray, w_hat: np.ndarray | None, rate_bpw: float, *, sse: float | None = None) -> float:
+    """rate - (h(W) - 0.5*log2(2*pi*e*D)), the distance to the Shannon lower bound (bits/weight).
+
+    ``sse`` (sum of squared errors), when the caller has it, replaces ``w_hat``.
+    """
     n = np.asarray(w).size
-    d = sums(w, w_hat)[1] / n if n else 0.0
+    if sse is None:
+        sse = sums(w, w_hat)[1]
+    d = sse / n if n else 0.0
     if d == 0.0:
         return math.nan
     bound = differential_entropy(w) - 0.5 * math.log2(2 * math.pi * math.e * d)

@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -16,13 +15,14 @@ from . import __version__
 from .compress import CompressResult, compress
 from .container import QntFile
 from .filenames import target_path
+from .outputs import AtomicFolder, save_safetensors, write_plain
 
 __all__ = ["CompressResult", "compress", "decompress", "load", "state_dict"]
 
 
 def state_dict(f: QntFile, *, threads: int = 1) -> dict[str, np.ndarray]:
-    """Every stored tensor decoded, plus the tied aliases (as the same array)."""
-    out = {name: f.read(name, nthreads=threads) for name in f}
+    """Every stored tensor decoded (within the file's memory limit), plus the tied aliases (as the same array)."""
+    out = f.read_all(nthreads=threads)
     for alias, canon in (f.model.get("tied") or {}).items():
         if canon in out:
             out[alias] = out[canon]
@@ -30,40 +30,30 @@ def state_dict(f: QntFile, *, threads: int = 1) -> dict[str, np.ndarray]:
 
 
 def decompress(path: str | Path, outdir: str | Path, *, threads: int = 1) -> Path:
-    """Writes an HF folder (config, tokenizer files, model.safetensors) that transformers loads unchanged."""
-    import shutil
-    import tempfile
+    """Writes an HF folder (config, tokenizer files, model.safetensors) that transformers loads unchanged.
 
+    The folder is written by the rules of :mod:`quantonium.outputs` (a new or
+    empty folder, filled under a temporary name and renamed when complete);
+    the tensors and their untied copies must fit in the file's memory limit
+    (safetensors >= 0.8 writes from the tensors' memory, without a copy).
+    """
     import torch
-    from safetensors.torch import save_file
 
-    outdir = Path(outdir)
-    if outdir.exists() and (not outdir.is_dir() or any(outdir.iterdir())):
-        raise FileExistsError(f"{outdir}: exists and is not an empty folder; choose a new output folder")
-    outdir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{outdir.name}.", dir=outdir.parent))
-    try:
-        with QntFile(path) as f:
-            for name in f.file_names:  # names checked against the allow-list by QntFile
-                dest = target_path(tmp, name)
-                dest.parent.mkdir(exist_ok=True)
-                dest.write_bytes(f.file(name))
-            tensors = {}
-            tie = bool(json.loads(f.file("config.json")).get("tie_word_embeddings", True)) if "config.json" in f.file_names else False
-            for name in f:
-                a = f.read(name, nthreads=threads)
-                tensors[name] = (torch.from_numpy(a.view(np.int16)).view(torch.bfloat16) if a.dtype.name == "bfloat16" else torch.from_numpy(np.ascontiguousarray(a)))
-            if not tie:  # an untied model needs its copies written out
-                for alias, canon in (f.model.get("tied") or {}).items():
-                    tensors[alias] = tensors[canon].clone()
-            save_file(tensors, str(tmp / "model.safetensors"), metadata={"format": "pt", "quantonium": __version__})
-        if outdir.exists():
-            outdir.rmdir()  # empty, checked above
-        tmp.rename(outdir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return outdir
+    with QntFile(path) as f, AtomicFolder(outdir, inputs=[path]) as out:
+        for name in f.file_names:  # names checked against the allow-list by QntFile
+            dest = target_path(out.path, name)
+            dest.parent.mkdir(exist_ok=True)
+            write_plain(dest, f.file(name), shown_as=out.shown(dest))
+        tie = bool(f.config().get("tie_word_embeddings", True)) if "config.json" in f.file_names else False
+        copies = {} if tie else dict(f.model.get("tied") or {})  # an untied model needs its copies written out
+        arrays = f.read_all(nthreads=threads, reserve=f.decoded_bytes(list(copies.values())))
+        tensors = {n: (torch.from_numpy(a.view(np.int16)).view(torch.bfloat16) if a.dtype.name == "bfloat16" else torch.from_numpy(a))
+                   for n, a in arrays.items()}
+        for alias, canon in copies.items():
+            tensors[alias] = tensors[canon].clone()
+        save_safetensors(tensors, out.path / "model.safetensors", metadata={"format": "pt", "quantonium": __version__},
+                         shown_as=out.shown(out.path / "model.safetensors"))
+    return Path(outdir)
 
 
 def load(path: str | Path, *, threads: int = 1, dtype=None):

@@ -30,6 +30,9 @@ rans_encode, rans_decode, rans_stream_info
     (format 2: interleaved, chunked, threaded; format-1 streams still decode).
 rans_stream_size
     Exact table size and estimated payload of a stream with given symbol counts.
+energy_sums
+    Signal and error energy of a tensor against its reconstruction (float64
+    sums, thread-count independent): the SNR of large tensors without copies.
 quantize_histograms
     Symbol counts and squared errors of uniform quantisation at many steps
     (rate-distortion curves without coding).
@@ -37,11 +40,14 @@ build_info
     FFTW version, SIMD paths compiled and selected, compiler.
 set_planner_effort, clear_caches
     FFTW planning control.
+CANONICAL_MAX_N, MAX_THREADS
+    The longest canonical RFT and the largest ``nthreads`` accepted.
 """
 
 from ._core import (
     CANONICAL_MAX_N,
     HADAMARD_MAX_M,
+    MAX_THREADS,
     __version__,
     build_info,
     canonical_basis,
@@ -51,6 +57,7 @@ from ._core import (
     clear_caches,
     dequantize_fixed,
     dequantize_uniform,
+    energy_sums,
     hadamard_factor,
     hadamard_matrix,
     pack_bits,
@@ -74,6 +81,7 @@ from ._core import (
 __all__ = [
     "CANONICAL_MAX_N",
     "HADAMARD_MAX_M",
+    "MAX_THREADS",
     "__version__",
     "build_info",
     "canonical_basis",
@@ -83,6 +91,7 @@ __all__ = [
     "clear_caches",
     "dequantize_fixed",
     "dequantize_uniform",
+    "energy_sums",
     "hadamard_factor",
     "hadamard_matrix",
     "pack_bits",

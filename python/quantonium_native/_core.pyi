@@ -8,6 +8,7 @@ import numpy.typing as npt
 __version__: str
 CANONICAL_MAX_N: int
 HADAMARD_MAX_M: int
+MAX_THREADS: int  # the largest nthreads accepted (1024)
 
 _F32 = npt.NDArray[np.float32]
 _F64 = npt.NDArray[np.float64]
@@ -118,6 +119,11 @@ def rans_decode(
 ) -> npt.NDArray[np.int8] | npt.NDArray[np.int16] | npt.NDArray[np.uint8]: ...
 def rans_stream_info(data: bytes | bytearray | memoryview | npt.NDArray[np.uint8]) -> RansStreamInfo: ...
 def rans_stream_size(counts: npt.NDArray[np.int64], *, min_symbol: int = 0) -> tuple[int, float]: ...
+def energy_sums(
+    x: npt.NDArray[np.float32] | npt.NDArray[np.float64],
+    y: npt.NDArray[np.float32] | npt.NDArray[np.float64] | None = None,
+    *, nthreads: int = 1,
+) -> tuple[float, float]: ...
 def quantize_histograms(
     c: _F32, steps: _F32, *, nthreads: int = 1,
 ) -> tuple[npt.NDArray[np.int64], list[npt.NDArray[np.int64]], npt.NDArray[np.float64]]: ...

@@ -17,14 +17,36 @@
 #pragma once
 
 #include <cstdint>
+#include <stdexcept>
+#include <string>
 
+#include "quantonium/checked.hpp"
 #include "quantonium/layout.hpp"
 
 namespace qn {
 
-/// Number of groups of `group_size` covering `count` values.
+/// Number of groups of `group_size` covering `count` values (never
+/// overflows). Throws std::invalid_argument if count < 0 or group_size < 1.
 inline index_t group_count(index_t count, index_t group_size) {
-  return count == 0 ? 0 : (count + group_size - 1) / group_size;
+  if (count < 0) throw std::invalid_argument("count must be >= 0, got " + std::to_string(count));
+  if (group_size < 1)
+    throw std::invalid_argument("group_size must be >= 1, got " + std::to_string(group_size));
+  return ceil_div(count, group_size);
+}
+
+/// Bytes of `count` values of `bits` bits packed: ceil(count * bits / 8),
+/// computed without forming count * bits. Throws std::invalid_argument if
+/// count < 0, bits is not in 1..16, or the size does not fit in index_t.
+inline index_t packed_bytes(index_t count, int bits) {
+  if (count < 0) throw std::invalid_argument("count must be >= 0, got " + std::to_string(count));
+  if (bits < 1 || bits > 16)
+    throw std::invalid_argument("bits must be in 1..16, got " + std::to_string(bits));
+  // count = 8a + r: ceil(count * bits / 8) = a * bits + ceil(r * bits / 8).
+  index_t whole, total;
+  if (!mul_fits(count / 8, bits, &whole) || !add_fits(whole, ceil_div(count % 8 * bits, 8), &total))
+    throw std::invalid_argument("count=" + std::to_string(count) + " values of " +
+                                std::to_string(bits) + " bits: the packed size overflows 64-bit sizes");
+  return total;
 }
 
 /// Uniform quantisation with one step per group. Returns the number of values
@@ -48,8 +70,6 @@ bool quantize_fixed(const T* x, index_t count, int bits, index_t group_size, std
 void dequantize_fixed(const std::uint8_t* packed, index_t count, int bits, index_t group_size,
                       const std::uint16_t* scales, const std::uint16_t* mins, float* out,
                       int nthreads);
-
-inline index_t packed_bytes(index_t count, int bits) { return (count * bits + 7) / 8; }
 
 /// Packs `count` values (each < 2^bits, bits in 1..16) LSB first.
 template <class U>

@@ -33,9 +33,10 @@ inline constexpr index_t kCanonicalMaxN = 1024;
 /// reduced to [0, 2*pi).
 double phi_rft_theta(index_t k, index_t n, double beta, double sigma);
 
-/// exp(i*theta_k) / sqrt(n) for k = 0..n-1 (cached per (n, beta, sigma)).
+/// exp(i*theta_k) / sqrt(n) for k = 0..n-1 (a copy of the table cached per
+/// (n, beta, sigma): clear_caches() may drop the cached one at any time).
 template <class T>
-const std::vector<std::complex<T>>& phi_rft_phases(index_t n, double beta, double sigma);
+std::vector<std::complex<T>> phi_rft_phases(index_t n, double beta, double sigma);
 
 /// Fast Phi-RFT of every row of a batch (complex output).
 template <class T>
@@ -57,7 +58,8 @@ void canonical_rft(Direction dir, const Batch& b, const RowsIn<T>& in, const Row
 
 /// The canonical basis Phi_tilde (n x n, column-major order of the definition:
 /// element (j, k) at [j + k*n]) in complex128, built and checked on first use.
-const std::vector<std::complex<double>>& canonical_basis(index_t n);
+/// A copy: clear_caches() may drop the cached basis at any time.
+std::vector<std::complex<double>> canonical_basis(index_t n);
 
 /// Measured max |Phi_tilde^H Phi_tilde - I| of the cached basis of length n.
 double canonical_unitarity_error(index_t n);

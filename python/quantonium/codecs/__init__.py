@@ -22,12 +22,15 @@ one dimension: norms, biases) are stored ``lossless`` under ``auto``.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 
+import quantonium_native as qn
+
 from . import auto, lossless
-from .base import DTYPES, CodecError, Encoded, Target, dtype_name, itemsize, numpy_dtype
+from .base import DTYPES, CodecError, Encoded, MemoryLimitError, Target, dtype_name, itemsize, numpy_dtype
 from .fixed import Fixed
 from .rotated import RftFixed, WhtFixed
 from .scalar import Direct, RftDense
@@ -39,6 +42,7 @@ __all__ = [
     "SMALL_TENSOR",
     "CodecError",
     "Encoded",
+    "MemoryLimitError",
     "Target",
     "decode_tensor",
     "encode_tensor",
@@ -68,6 +72,15 @@ CODECS: dict[str, tuple[int, Any]] = {
 }
 
 
+def _finite(a: np.ndarray) -> bool:
+    """Whether every value is finite: the float64 sum of squares of finite float32/16 values cannot overflow."""
+    x = np.asarray(a)
+    x = x if x.dtype in (np.float32, np.float64) else x.astype(np.float32)
+    if x.dtype == np.float64:
+        return bool(np.all(np.isfinite(x)))
+    return math.isfinite(qn.energy_sums(x)[0])
+
+
 def encode_tensor(
     a: np.ndarray,
     codec: str = "auto",
@@ -85,7 +98,7 @@ def encode_tensor(
     (``fixed``, ``rft-fixed``, ``wht-fixed``).
     """
     dtype_name(a)  # TypeError for other dtypes
-    if codec != "lossless" and not np.all(np.isfinite(np.asarray(a, np.float32))):
+    if codec != "lossless" and not _finite(a):
         raise ValueError("tensor holds NaN or inf: only the lossless codec stores those")
     if codec == "auto":
         opts = dict(options or {})
@@ -104,14 +117,20 @@ def encode_tensor(
     return CODECS[codec][1](**(options or {})).encode(a, Target(snr_db, bpw, keep), nthreads=nthreads)
 
 
-def decode_tensor(payload, codec: str, shape: tuple[int, ...], dtype: str, *, nthreads: int = 1) -> np.ndarray:
-    """Decodes a payload; raises CodecError on anything inconsistent."""
-    if codec not in CODECS:
+def decode_tensor(payload, codec: str, shape: tuple[int, ...], dtype: str, *, nthreads: int = 1,
+                  max_memory: int | None = None) -> np.ndarray:
+    """Decodes a payload; raises CodecError on anything inconsistent.
+
+    Streams are checked against ``shape`` and the working memory against
+    ``max_memory`` (bytes; None: ``quantonium.limits.max_memory()``) before
+    anything is allocated (:class:`MemoryLimitError` above it).
+    """
+    if not isinstance(codec, str) or codec not in CODECS:
         raise CodecError(f"unknown codec {codec!r}")
-    if dtype not in DTYPES:
+    if not isinstance(dtype, str) or dtype not in DTYPES:
         raise CodecError(f"unknown dtype {dtype!r}")
     try:
-        out = CODECS[codec][1]().decode(payload, tuple(shape), dtype, nthreads=nthreads)
+        out = CODECS[codec][1]().decode(payload, tuple(shape), dtype, nthreads=nthreads, max_memory=max_memory)
     except CodecError:
         raise
     except ValueError as e:  # a native decoder's bounds check

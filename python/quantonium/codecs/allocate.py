@@ -400,7 +400,7 @@ def encode_allocated(
             coder = _coder(_p.codec, _row, _col)
             if _p.codec == "direct" and _n in grams and _a.ndim == 2:
                 h, transposed = grams[_n]
-                e = coder.encode_step(gptq_weights(coder, np.asarray(_a, np.float32), h, transposed, step), step,
+                e = coder.encode_step(gptq_weights(coder, np.asarray(_a, np.float32), h, transposed, step, nthreads), step,
                                       nthreads=nthreads)
                 e.snr_db = snr_db(np.asarray(_a, np.float32), e.recon)
             else:

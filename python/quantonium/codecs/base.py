@@ -12,7 +12,14 @@ Payload layout::
     streams             concatenated, lengths as listed
 
 Decoders validate everything they read and raise ``CodecError`` (a
-``ValueError``) on any inconsistency.
+``ValueError``) on any inconsistency. They check every stream against the
+claimed shape (an rANS stream's own symbol count, a raw stream's length)
+and compute their working memory (output and temporaries) *before*
+allocating anything, refusing with :class:`MemoryLimitError` above the limit
+(``quantonium.limits``: half the machine's memory unless set). A constant
+tensor legitimately costs a few bytes whatever its size (its rANS stream is
+one table entry), so the payload's size never bounds the output: the
+memory limit does.
 """
 
 from __future__ import annotations
@@ -25,15 +32,20 @@ from typing import Any
 
 import numpy as np
 
+from .. import limits
+
 __all__ = [
     "DTYPES",
     "CodecError",
     "Encoded",
+    "MemoryLimitError",
     "Target",
     "as_float32",
     "from_float32",
     "itemsize",
     "pack_payload",
+    "rans_count",
+    "require_memory",
     "unpack_payload",
 ]
 
@@ -42,6 +54,40 @@ MAX_HEADER = 1 << 20
 
 class CodecError(ValueError):
     """A payload or parameter that a decoder cannot accept."""
+
+
+class MemoryLimitError(CodecError):
+    """Decoding would need more working memory than the limit allows."""
+
+
+#: Working memory every decode is counted besides its arrays (parsed header, small arrays, Python objects).
+BOOKKEEPING = 64 << 10
+
+
+def require_memory(nbytes: int, limit: int | None, what: str) -> None:
+    """Raises :class:`MemoryLimitError` when ``nbytes`` (+ :data:`BOOKKEEPING`) of working memory exceed
+    ``limit`` (None: the default limit)."""
+    limit = limits.max_memory() if limit is None else limit
+    nbytes += BOOKKEEPING
+    if nbytes > limit:
+        raise MemoryLimitError(f"decoding needs {limits.format_size(nbytes)} of working memory ({what}), "
+                               f"above the memory limit of {limits.format_size(limit)}")
+
+
+def rans_count(stream, expected: int, what: str) -> None:
+    """Checks that an rANS stream holds ``expected`` symbols before anything is allocated for it.
+
+    Reads only the stream's header (``quantonium_native.rans_stream_info``,
+    both stream formats); the native decoder checks the rest.
+    """
+    import quantonium_native as qn
+
+    try:
+        n = qn.rans_stream_info(stream)["count"]
+    except ValueError as e:
+        raise CodecError(f"{what}: rANS stream of {len(memoryview(stream))} bytes has no valid header ({e})") from None
+    if n != expected:
+        raise CodecError(f"{what}: rANS stream holds {n} symbols, the shape needs {expected}")
 
 
 def _bfloat16():
@@ -166,9 +212,9 @@ def unpack_payload(payload, codec: str, max_version: int) -> tuple[dict[str, Any
     if hlen > MAX_HEADER or 4 + hlen > len(mv):
         raise CodecError(f"payload header length {hlen} exceeds the payload ({len(mv)} bytes)")
     try:
-        header = json.loads(bytes(mv[4 : 4 + hlen]))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CodecError(f"payload header is not valid JSON ({e})") from None
+        header = limits.load_json(mv[4 : 4 + hlen], "payload header")
+    except limits.JsonError as e:
+        raise CodecError(str(e)) from None
     if not isinstance(header, dict) or header.get("codec") != codec:
         raise CodecError(f"payload is not a {codec!r} payload")
     version = header.get("version")
@@ -176,7 +222,8 @@ def unpack_payload(payload, codec: str, max_version: int) -> tuple[dict[str, Any
         raise CodecError(f"{codec} payload version {version!r} is not supported (this reader: <= {max_version})")
     lens = header.get("streams")
     params = header.get("params")
-    if not isinstance(params, dict) or not isinstance(lens, list) or not all(isinstance(n, int) and n >= 0 for n in lens):
+    if not isinstance(params, dict) or not isinstance(lens, list) or not all(
+            isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in lens):
         raise CodecError("payload header lacks params or stream lengths")
     if 4 + hlen + sum(lens) != len(mv):
         raise CodecError(f"stream lengths ({sum(lens)} bytes) do not match the payload ({len(mv) - 4 - hlen} bytes)")

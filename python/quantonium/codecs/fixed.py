@@ -13,7 +13,8 @@ import numpy as np
 
 import quantonium_native as qn
 
-from .base import CodecError, Encoded, Target, as_float32, dtype_name, from_float32, pack_payload, param, unpack_payload
+from .base import (CodecError, Encoded, Target, as_float32, dtype_name, from_float32, itemsize, pack_payload, param, require_memory,
+                   unpack_payload)
 from ..metrics import snr_db
 
 NAME = "fixed"
@@ -42,14 +43,22 @@ def level_streams(levels: np.ndarray, scales: np.ndarray, bits: int, group_size:
 
 
 def dequantize_streams(packed, scale_stream, min_stream, n: int, bits: int, group_size: int, codec: str,
-                       nthreads: int = 1, *, finite: bool = False) -> np.ndarray:
+                       nthreads: int = 1, *, finite: bool = False, memory: tuple[int, int | None, str] | None = None
+                       ) -> np.ndarray:
     """The float32 values (flat, ``n`` of them) of validated fixed-rate streams; CodecError on any mismatch.
 
     ``finite``: also refuse scales (and minimums) that are not finite, or negative scales.
+    ``memory``: ``(bytes, limit, what)`` checked by ``require_memory`` once the stream sizes are
+    known to match ``n`` and before anything is allocated.
     """
     ng = -(-n // group_size) if n else 0
     if len(scale_stream) != 2 * ng or (min_stream is not None and len(min_stream) != 2 * ng):
         raise CodecError(f"{codec}: scale streams do not hold {ng} float16 values")
+    need = (n * bits + 7) // 8
+    if len(packed) != need:
+        raise CodecError(f"{codec}: packed stream has {len(packed)} bytes, {n} values of {bits} bits need {need}")
+    if memory is not None:
+        require_memory(*memory)
     scales = np.frombuffer(scale_stream, np.float16)
     mins = np.frombuffer(min_stream, np.float16) if min_stream is not None else None
     if finite and (not np.all(np.isfinite(scales)) or np.any(scales < 0)
@@ -98,7 +107,9 @@ class Fixed:
         params = {"bits": bits, "group_size": self.group_size, "asymmetric": self.asymmetric}
         return Encoded(NAME, VERSION, payload, a.size, s, params, stored_values=a.size)
 
-    def decode(self, payload, shape: tuple[int, ...], dtype: str, *, nthreads: int = 1) -> np.ndarray:
+    def decode(self, payload, shape: tuple[int, ...], dtype: str, *, nthreads: int = 1, max_memory: int | None = None) -> np.ndarray:
+        """Checks the packed and scale streams' exact sizes and the working memory (float32 values, then
+        the output when it is not float32) before allocating; then dequantises."""
         params, streams = unpack_payload(payload, NAME, VERSION)
         n = int(np.prod(shape, dtype=np.int64))
         bits = param(params, "bits", int, lo=2, hi=8)
@@ -106,8 +117,11 @@ class Fixed:
         asym = param(params, "asymmetric", bool)
         if g % 8 or len(streams) != (3 if asym else 2):
             raise CodecError("fixed: bad group size or stream count")
-        w = dequantize_streams(streams[0], streams[1], streams[2] if asym else None, n, bits, g, NAME, nthreads)
-        return from_float32(w.reshape(shape), dtype)
+        memory = (4 * n + (0 if dtype == "float32" else n * itemsize(dtype)), max_memory, f"fixed {dtype} of {n} values")
+        w = dequantize_streams(streams[0], streams[1], streams[2] if asym else None, n, bits, g, NAME, nthreads,
+                               memory=memory)
+        w = w.reshape(shape)
+        return w if dtype == "float32" else from_float32(w, dtype)
 
     def encode_levels(self, a: np.ndarray, levels: np.ndarray, scales: np.ndarray, bits: int, *,
                       nthreads: int = 1) -> Encoded:

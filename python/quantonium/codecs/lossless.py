@@ -23,7 +23,7 @@ import numpy as np
 
 import quantonium_native as qn
 
-from .base import CodecError, Encoded, Target, dtype_name, numpy_dtype, pack_payload, unpack_payload
+from .base import CodecError, Encoded, Target, dtype_name, numpy_dtype, pack_payload, rans_count, require_memory, unpack_payload
 
 NAME = "lossless"
 VERSION = 2  # 2: rANS stream format 2
@@ -72,25 +72,63 @@ def encode(a: np.ndarray, target: Target | None = None, *, nthreads: int = 1) ->
     return Encoded(NAME, VERSION, payload, a.size, float("inf"), params, stored_values=a.size)
 
 
-def decode(payload, shape: tuple[int, ...], dtype: str, *, nthreads: int = 1) -> np.ndarray:
+#: Values joined at a time: the temporaries of the join stay about 16 bytes x this.
+JOIN_CHUNK = 1 << 20
+
+
+def _accumulate(out: np.ndarray, plane: np.ndarray, index: int, name: str) -> None:
+    """ORs one decoded byte plane into the output's integer view, in chunks (the bits of :func:`_join`)."""
+    _, eshift, _, mbits, sshift = _LAYOUT[name]
+    shift = eshift if index == 0 else 8 * (index - 1)
+    sign = index > 0 and shift + 8 > mbits  # the plane that holds the sign bit
+    u = np.empty(min(plane.size, JOIN_CHUNK), np.uint32)
+    for s in range(0, plane.size, JOIN_CHUNK):
+        p = plane[s : s + JOIN_CHUNK]
+        v = u[: p.size]
+        np.left_shift(p, shift, out=v, dtype=np.uint32)
+        if sign:
+            top = (v >> mbits) << sshift
+            v &= (1 << mbits) - 1
+            v |= top
+        np.bitwise_or(out[s : s + p.size], v, out=out[s : s + p.size], casting="unsafe")
+
+
+def decode(payload, shape: tuple[int, ...], dtype: str, *, nthreads: int = 1, max_memory: int | None = None) -> np.ndarray:
+    """Decodes plane by plane into the output: working memory is the output, the planes being decoded
+    (``nthreads`` at a time, one byte per value each) and the join's chunk; checked before allocating."""
     params, streams = unpack_payload(payload, NAME, VERSION)
     if params.get("dtype") != dtype or dtype not in _LAYOUT:
         raise CodecError(f"lossless payload holds {params.get('dtype')!r}, the index says {dtype!r}")
     modes = params.get("modes")
     n = int(np.prod(shape, dtype=np.int64))
+    ut = _LAYOUT[dtype][0]
     expected = len(_planes(np.zeros(1, numpy_dtype(dtype)), dtype))
     if not isinstance(modes, list) or len(modes) != expected or len(streams) != expected:
         raise CodecError(f"lossless payload must have {expected} planes")
+    for i, (mode, stream) in enumerate(zip(modes, streams)):  # every stream against the shape, before allocating
+        if mode == "raw":
+            if len(stream) != n:
+                raise CodecError(f"raw plane {i} has {len(stream)} bytes, expected {n}")
+        elif mode == "rans":
+            rans_count(stream, n, f"lossless plane {i}")
+        else:
+            raise CodecError(f"unknown plane mode {mode!r}")
+    workers = max(1, min(nthreads, expected))
+    coded = sum(m == "rans" for m in modes)
+    require_memory(n * np.dtype(ut).itemsize + min(workers, coded) * n + 16 * min(n, JOIN_CHUNK) * workers,
+                   max_memory, f"lossless {dtype} of {n} values")
 
     def plane(i: int) -> np.ndarray:
         if modes[i] == "raw":
-            if len(streams[i]) != n:
-                raise CodecError(f"raw plane {i} has {len(streams[i])} bytes, expected {n}")
             return np.frombuffer(streams[i], np.uint8)
-        if modes[i] == "rans":
-            return qn.rans_decode(streams[i], n, "uint8")
-        raise CodecError(f"unknown plane mode {modes[i]!r}")
+        return qn.rans_decode(streams[i], n, "uint8")
 
-    with ThreadPoolExecutor(max(1, nthreads)) as pool:
-        planes = list(pool.map(plane, range(expected)))
-    return _join(planes, dtype).reshape(shape)
+    out = np.zeros(n, ut)
+    order = list(range(expected))
+    with ThreadPoolExecutor(workers) as pool:
+        for first in range(0, expected, workers):  # at most `workers` decoded planes alive at once
+            batch = order[first : first + workers]
+            for i, p in zip(batch, pool.map(plane, batch)):
+                _accumulate(out, p, i, dtype)
+                del p
+    return out.view(numpy_dtype(dtype)).reshape(shape)

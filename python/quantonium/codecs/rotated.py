@@ -50,7 +50,8 @@ import numpy as np
 
 import quantonium_native as qn
 
-from .base import CodecError, Encoded, Target, as_float32, dtype_name, from_float32, pack_payload, param, unpack_payload
+from .base import (CodecError, Encoded, Target, as_float32, dtype_name, from_float32, itemsize, pack_payload, param,
+                   unpack_payload)
 from .fixed import dequantize_streams, level_streams
 from ..metrics import snr_db
 
@@ -201,7 +202,11 @@ class RotatedFixed:
             raise CodecError(f"{self.name}: unknown transform parameters")
         return {"transform": self.transform, "axis": -1, "seed": param(params, "seed", int, lo=0, hi=MAX_SEED)}
 
-    def decode(self, payload, shape: tuple[int, ...], dtype: str, *, nthreads: int = 1) -> np.ndarray:
+    def decode(self, payload, shape: tuple[int, ...], dtype: str, *, nthreads: int = 1,
+               max_memory: int | None = None) -> np.ndarray:
+        """Checks the parameters, the row length and the streams' exact sizes, then the working memory
+        (float32 coefficients, the inverse transform's output and its signed copy, then the output when it
+        is not float32: ``max_memory`` bytes, None: ``quantonium.limits.max_memory()``) before allocating."""
         params, streams = unpack_payload(payload, self.name, VERSION)
         shape = tuple(shape)
         n = int(np.prod(shape, dtype=np.int64))
@@ -216,7 +221,10 @@ class RotatedFixed:
                 self.check_length(row)
             except ValueError as e:
                 raise CodecError(f"{self.name}: {e}") from None
-        c = dequantize_streams(streams[0], streams[1], None, n, bits, g, self.name, nthreads, finite=True)
+        memory = (12 * n + (0 if dtype == "float32" else n * itemsize(dtype)), max_memory,
+                  f"{self.name} {dtype} of {n} values")
+        c = dequantize_streams(streams[0], streams[1], None, n, bits, g, self.name, nthreads, finite=True,
+                               memory=memory)
         w = self._unrotate(c.reshape(shape), tp, nthreads)
         return from_float32(w, dtype)
 

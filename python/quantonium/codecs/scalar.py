@@ -34,12 +34,14 @@ import numpy as np
 
 import quantonium_native as qn
 
-from .base import (CodecError, Encoded, Target, as_float32, dtype_name, framing_bytes, from_float32, pack_payload, param,
-                   unpack_payload)
+from .base import (CodecError, Encoded, Target, as_float32, dtype_name, framing_bytes, from_float32, itemsize, pack_payload,
+                   param, rans_count, require_memory, unpack_payload)
 from ..metrics import snr_db
 
 VERSION = 3  # 2: optional row/column sensitivity scales; 3: rANS stream format 2 (1 and 2 still decode)
+SCALE_BLOCK = 1 << 20  # values rescaled at a time when decoding
 _SAMPLE = 1 << 20  # coefficients whose histograms predict rate and SNR
+_COARSE = 1 << 18  # the subsample that places the target between two quarter-octave steps
 _EXACT = 1 << 16  # below this many values, a target SNR is met by bisection on the exact SNR
 
 
@@ -74,12 +76,17 @@ class _Scalar:
         return a, b
 
     @staticmethod
-    def _apply(w: np.ndarray, a, b, inverse: bool) -> np.ndarray:
+    def _scale_block(a, b, r0: int, r1: int, cols: int) -> np.ndarray:
+        """Rows r0..r1 of the float32 scale matrix a b^T (a missing side counts as ones)."""
+        m = np.ones((r1 - r0, 1), np.float32) if a is None else a[r0:r1].astype(np.float32)[:, None]
+        return m * (np.ones((1, cols), np.float32) if b is None else b.astype(np.float32)[None, :])
+
+    @classmethod
+    def _apply(cls, w: np.ndarray, a, b, inverse: bool) -> np.ndarray:
         if a is None and b is None:
             return w
         rows, cols = _as_2d(w.shape)
-        m = np.ones((rows, 1), np.float32) if a is None else a.astype(np.float32)[:, None]
-        m = m * (np.ones((1, cols), np.float32) if b is None else b.astype(np.float32)[None, :])
+        m = cls._scale_block(a, b, 0, rows, cols)
         w2 = w.reshape(rows, cols)
         return (w2 / m if inverse else w2 * m).reshape(w.shape)
 
@@ -124,25 +131,27 @@ class _Scalar:
         name = dtype_name(a)
         w = as_float32(a)
         c, extra, scl = self.coefficients(w, nthreads)
-        power = float(np.mean(c.astype(np.float64) ** 2)) if c.size else 0.0
+        power = qn.energy_sums(c, nthreads=nthreads)[0] / c.size if c.size else 0.0
         if power == 0.0:  # all zeros: any step gives an exact result
             q, sym = self._quantise(c, 1.0, nthreads)
             payload, params = self._payload(q, sym, 1.0, extra, scl, nthreads)
             return Encoded(self.name, VERSION, payload, a.size, math.inf, params, stored_values=a.size)
 
         energy = power * c.size
-        amax = float(np.max(np.abs(c)))
+        amax = max(float(np.max(c)), -float(np.min(c)))
         rms = math.sqrt(power)
         fine = max(amax / 32000.0, rms * 2.0**-14)
-        ladder = [st for st in (rms * 2.0 ** (k / 16.0) for k in range(48, -240, -1)) if st >= fine]  # coarse to fine
+        # coarse to fine, a quarter octave apart; refine() narrows to 1/128 octave between two of them
+        ladder = [st for st in (rms * 2.0 ** (k / 4.0) for k in range(12, -60, -1)) if st >= fine]
         lens = [len(x) for x in scl]
         sample = c if c.size <= _SAMPLE else c[:: -(-c.size // _SAMPLE)]
+        coarse = sample if sample.size <= _COARSE else sample[:: -(-sample.size // _COARSE)]
 
-        def predict(steps: list[float]) -> tuple[np.ndarray, np.ndarray, list[float]]:
-            """(predicted payload bits, predicted SNR, steps as float32) from the sample's histograms."""
+        def predict(steps: list[float], src: np.ndarray = sample) -> tuple[np.ndarray, np.ndarray, list[float]]:
+            """(predicted payload bits, predicted SNR, steps as float32) from a sample's histograms."""
             st = [float(np.float32(x)) for x in steps]
-            mins, hists, sse = qn.quantize_histograms(sample, np.array(st, np.float32), nthreads=nthreads)
-            up = c.size / sample.size
+            mins, hists, sse = qn.quantize_histograms(src, np.array(st, np.float32), nthreads=nthreads)
+            up = c.size / src.size
             bits, snr = [], []
             for k, x in enumerate(st):
                 head, pay = qn.rans_stream_size(hists[k], min_symbol=int(mins[k]))
@@ -155,15 +164,20 @@ class _Scalar:
             return np.array(bits, np.float64), np.array(snr), st
 
         def refine(i: int, j: int, ok) -> float:
-            """The step closest to ladder[j] (not acceptable) among 8 sub-steps from ladder[i] (acceptable)."""
+            """The acceptable step closest to ladder[j] (not acceptable) from ladder[i] (acceptable):
+            8 sub-steps (1/32 octave), then 4 between the last acceptable one and the next (1/128 octave)."""
             if not 0 <= j < len(ladder):
                 return ladder[i]
-            sub = [ladder[i] * (ladder[j] / ladder[i]) ** (k / 8.0) for k in range(8)]
-            bits, snr, st = predict(sub)
-            good = [k for k in range(len(st)) if ok(bits[k], snr[k])]
-            return st[good[-1]] if good else st[0]
+            lo, hi = ladder[i], ladder[j]
+            for n in (8, 4):
+                sub = [lo * (hi / lo) ** (k / n) for k in range(n)]
+                bits, snr, st = predict(sub)
+                good = [k for k in range(len(st)) if ok(bits[k], snr[k])]
+                k = good[-1] if good else 0
+                lo, hi = st[k], (sub[k + 1] if k + 1 < n else hi)
+            return lo
 
-        bits, snr, steps = predict(ladder)
+        bits, snr, steps = predict(ladder, coarse)
         if target.snr_db is not None:
             goal = target.snr_db - 0.02
 
@@ -230,7 +244,14 @@ class _Scalar:
         step = max(step, float(np.max(np.abs(c), initial=0.0)) / 32000.0, 1e-30)
         return self._finish(a, w, c, step, extra, scl, name, nthreads)
 
-    def decode(self, payload, shape: tuple[int, ...], dtype: str, *, nthreads: int = 1) -> np.ndarray:
+    def decode(self, payload, shape: tuple[int, ...], dtype: str, *, nthreads: int = 1, max_memory: int | None = None) -> np.ndarray:
+        """Checks the streams against the shape and the working memory against the limit, then decodes.
+
+        Working memory: the symbols (1 or 2 bytes per value) and their float32
+        values together, then the float32 values and the output when its dtype
+        is not float32. The transform, the scales and the dtype conversion work
+        in place or in the output.
+        """
         params, streams = unpack_payload(payload, self.name, VERSION)
         n = int(np.prod(shape, dtype=np.int64))
         step = param(params, "step", float, lo=1e-38, hi=3e38)
@@ -240,6 +261,8 @@ class _Scalar:
             raise CodecError(f"{self.name}: unknown scales {which!r}")
         if sym not in ("int8", "int16") or len(streams) != 1 + ("row" in which) + ("col" in which):
             raise CodecError(f"{self.name}: bad symbol type or stream count")
+        self.check_params(params)
+        rans_count(streams[0], n, self.name)
         a = b = None
         if which:
             if len(shape) < 2:
@@ -255,14 +278,27 @@ class _Scalar:
                         raise CodecError(f"{self.name}: {key} scales must be finite and positive")
                     a, b = (v, b) if key == "row" else (a, v)
                     k += 1
+        out_extra = 0 if dtype == "float32" else n * itemsize(dtype)
+        scale_temp = 8 * min(n, SCALE_BLOCK) if which else 0
+        require_memory(max(n * (1 if sym == "int8" else 2) + 4 * n, 4 * n + max(out_extra, scale_temp)), max_memory,
+                       f"{self.name} {dtype} of {n} values")
         try:
             q = qn.rans_decode(streams[0], n, sym, nthreads=nthreads)
         except ValueError as e:
             raise CodecError(f"{self.name}: {e}") from None
         c = qn.dequantize_uniform(q, np.array([step], np.float32), group_size=max(1, n), nthreads=nthreads)
-        w = self.inverse(c, tuple(shape), params, nthreads)
-        w = self._apply(np.asarray(w, np.float32).reshape(shape), a, b, inverse=True)
-        return from_float32(w, dtype)
+        del q
+        w = self.inverse(c, tuple(shape), params, nthreads).reshape(shape)
+        if a is not None or b is not None:  # in place, a block of rows at a time: no full-size temporary
+            rows, cols = _as_2d(tuple(shape))
+            w2 = w.reshape(rows, cols)
+            block = max(1, SCALE_BLOCK // max(1, cols))
+            for r in range(0, rows, block):
+                w2[r : r + block] /= self._scale_block(a, b, r, min(rows, r + block), cols)
+        return w if dtype == "float32" else from_float32(w, dtype)
+
+    def check_params(self, params: dict) -> None:
+        """The transform's parameters (none for direct), checked before anything is allocated."""
 
 
 class Direct(_Scalar):
@@ -292,12 +328,18 @@ class RftDense(_Scalar):
             return w.reshape(-1)
         return qn.rft_real_forward(w.reshape(rows, n), beta=params["beta"], sigma=params["sigma"], nthreads=nthreads)
 
-    def inverse(self, c: np.ndarray, shape: tuple[int, ...], params: dict, nthreads: int) -> np.ndarray:
+    def check_params(self, params: dict) -> None:
         if params.get("transform") != "real-orthogonal-phi-rft" or params.get("axis") != -1:
             raise CodecError("rft-dense: unknown transform parameters")
+        param(params, "beta", float, lo=-1e6, hi=1e6)
+        param(params, "sigma", float, lo=-1e6, hi=1e6)
+
+    def inverse(self, c: np.ndarray, shape: tuple[int, ...], params: dict, nthreads: int) -> np.ndarray:
+        self.check_params(params)
         beta = param(params, "beta", float, lo=-1e6, hi=1e6)
         sigma = param(params, "sigma", float, lo=-1e6, hi=1e6)
         rows, n = self._rows(shape)
         if c.size == 0:
             return c.reshape(shape)
-        return qn.rft_real_inverse(c.reshape(rows, n), beta=beta, sigma=sigma, nthreads=nthreads).reshape(shape)
+        c2 = c.reshape(rows, n)
+        return qn.rft_real_inverse(c2, beta=beta, sigma=sigma, nthreads=nthreads, out=c2).reshape(shape)

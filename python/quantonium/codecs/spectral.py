@@ -24,7 +24,8 @@ import numpy as np
 
 import quantonium_native as qn
 
-from .base import CodecError, Encoded, Target, as_float32, dtype_name, from_float32, pack_payload, param, unpack_payload
+from .base import (CodecError, Encoded, Target, as_float32, dtype_name, from_float32, itemsize, numpy_dtype, pack_payload, param,
+                   rans_count, require_memory, unpack_payload)
 from ..metrics import snr_db
 from ..reference import phi_rft_phases
 
@@ -62,15 +63,16 @@ class Spectral:
     def _rows(self, w: np.ndarray, axis: int) -> np.ndarray:
         return np.ascontiguousarray(np.moveaxis(w, axis, -1)).reshape(-1, w.shape[axis])
 
-    def _rebuild(self, y_half: np.ndarray, n: int, beta: float, sigma: float) -> np.ndarray:
-        """Full Phi-RFT spectrum of real rows from their half spectrum."""
-        ph = phi_rft_phases(n, beta, sigma)
+    def _rebuild(self, y_half: np.ndarray, n: int, beta: float, sigma: float, ph: np.ndarray | None = None) -> np.ndarray:
+        """Full Phi-RFT spectrum of real rows from their half spectrum (``ph``: the phases, if computed)."""
+        ph = phi_rft_phases(n, beta, sigma) if ph is None else ph
         x_half = y_half * np.conj(ph[: _half(n)])  # DFT coefficients
         full = np.zeros((y_half.shape[0], n), np.complex128)
         full[:, : _half(n)] = x_half
         k = np.arange(1, (n + 1) // 2)
         full[:, n - k] = np.conj(x_half[:, k])
-        return full * ph
+        full *= ph
+        return full
 
     def encode(self, a: np.ndarray, target: Target, *, nthreads: int = 1) -> Encoded:
         name = dtype_name(a)
@@ -142,7 +144,15 @@ class Spectral:
         need = total - total / 10 ** (goal / 10) / (1 + 10 ** (-margin_db / 10))
         return int(min(cum.size, np.searchsorted(cum, need) + 1))
 
-    def decode(self, payload, shape: tuple[int, ...], dtype: str, *, nthreads: int = 1) -> np.ndarray:
+    def decode(self, payload, shape: tuple[int, ...], dtype: str, *, nthreads: int = 1, max_memory: int | None = None) -> np.ndarray:
+        """Rebuilds the tensor a block of rows at a time.
+
+        Before anything is allocated: both rANS streams' counts against the
+        shape and the kept count, and the working memory against the limit:
+        the output (twice when the axis is not the last: rows are rebuilt
+        along the axis, then laid out C-contiguous), the position bitmap, the
+        value symbols, and one block of rows' complex spectra
+        (:data:`BLOCK_BYTES` at most, or one row)."""
         params, streams = unpack_payload(payload, NAME, VERSION)
         shp = tuple(shape) if len(shape) else (1,)
         if len(streams) != 2 or params.get("transform") != "phi-rft" or params.get("values") != "re-im":
@@ -153,24 +163,72 @@ class Spectral:
         step = param(params, "step", float, lo=1e-38, hi=3e38)
         n = shp[axis]
         nrows = int(np.prod(shp, dtype=np.int64)) // n if n else 0
-        size = nrows * _half(n)
+        h = _half(n)
+        size = nrows * h
         k = param(params, "kept", int, lo=0, hi=size)
         sym = params.get("symbols")
         if sym not in ("int8", "int16"):
             raise CodecError("rft-spectral: bad symbol type")
+        nbitmap = (size + 7) // 8
+        rans_count(streams[0], nbitmap, "rft-spectral position bitmap")
+        rans_count(streams[1], 2 * k, "rft-spectral values")
+        block = max(1, BLOCK_BYTES // max(1, n * _BYTES_PER_VALUE))
+        out_bytes = int(np.prod(shp, dtype=np.int64)) * itemsize(dtype)
+        require_memory(out_bytes * (1 if axis == len(shp) - 1 else 2) + 2 * nbitmap + 2 * k * (1 if sym == "int8" else 2)
+                       + (min(block, nrows) + 1) * n * _BYTES_PER_VALUE, max_memory, f"rft-spectral {dtype} of shape {shp}")
         try:
-            bitmap = qn.rans_decode(streams[0], (size + 7) // 8, "uint8")
+            bitmap = qn.rans_decode(streams[0], nbitmap, "uint8")
+            kept = _popcount(bitmap, size)
+            if kept != k:
+                raise CodecError(f"rft-spectral: the position bitmap holds {kept} positions, the header {k}")
             q = qn.rans_decode(streams[1], 2 * k, sym)
+        except CodecError:
+            raise
         except ValueError as e:
             raise CodecError(f"rft-spectral: {e}") from None
-        keep = np.unpackbits(bitmap, bitorder="little", count=size).astype(bool)
-        if int(keep.sum()) != k:
-            raise CodecError(f"rft-spectral: the position bitmap holds {int(keep.sum())} positions, the header {k}")
-        parts = qn.dequantize_uniform(q, np.array([step], np.float32), group_size=max(1, q.size), dtype="float64")
-        y_half = np.zeros(size, np.complex128)
-        y_half[keep] = parts[0::2] + 1j * parts[1::2]
-        full = self._rebuild(y_half.reshape(nrows, _half(n)), n, beta, sigma)
-        rows = qn.rft_inverse(full, beta=beta, sigma=sigma, nthreads=nthreads).real
         moved = [s for i, s in enumerate(shp) if i != axis] + [n]
-        w = np.moveaxis(rows.reshape(moved), -1, axis)
-        return from_float32(w.reshape(shape), dtype)
+        out = np.empty(moved, numpy_dtype(dtype))
+        if out.size:
+            rows_out = out.reshape(nrows, n)
+            ph = phi_rft_phases(n, beta, sigma)
+            steps = np.array([step], np.float32)
+            pos = 0
+            for r0 in range(0, nrows, block):
+                r1 = min(nrows, r0 + block)
+                keep = _bits(bitmap, r0 * h, r1 * h).reshape(r1 - r0, h)
+                kb = int(np.count_nonzero(keep))
+                y_half = np.zeros((r1 - r0, h), np.complex128)
+                if kb:
+                    parts = qn.dequantize_uniform(q[2 * pos : 2 * (pos + kb)], steps, group_size=2 * kb, dtype="float64")
+                    y_half[keep] = parts[0::2] + 1j * parts[1::2]
+                    pos += kb
+                full = self._rebuild(y_half, n, beta, sigma, ph)
+                rows = qn.rft_inverse(full, beta=beta, sigma=sigma, nthreads=nthreads, out=full).real
+                rows_out[r0:r1] = from_float32(rows, dtype)
+        w = np.moveaxis(out, -1, axis)
+        return np.ascontiguousarray(w).reshape(shape)
+
+
+#: Temporaries of one block of rows, per value of the block (complex spectra, bitmap, values).
+_BYTES_PER_VALUE = 80
+#: Bytes of temporaries per block when decoding (at least one row).
+BLOCK_BYTES = 32 << 20
+
+
+def _popcount(bitmap: np.ndarray, size: int) -> int:
+    """Set bits among the first ``size`` bits of a little-endian bitmap (padding bits ignored)."""
+    whole, rest = divmod(size, 8)
+    total = 0
+    for s in range(0, whole, 1 << 24):
+        total += int(np.bitwise_count(bitmap[s : min(whole, s + (1 << 24))]).sum(dtype=np.int64))
+    if rest:
+        total += int(np.bitwise_count(bitmap[whole] & np.uint8((1 << rest) - 1)))
+    return total
+
+
+def _bits(bitmap: np.ndarray, start: int, stop: int) -> np.ndarray:
+    """Bits start..stop of a little-endian bitmap, as booleans."""
+    b0 = start // 8
+    bits = np.unpackbits(bitmap[b0 : (stop + 7) // 8], bitorder="little")
+    off = start - 8 * b0
+    return bits[off : off + stop - start].view(bool)

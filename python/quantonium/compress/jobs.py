@@ -21,7 +21,7 @@ import numpy as np
 
 from ..codecs import CODECS, DTYPES, decode_tensor, encode_tensor, lossless
 from ..codecs.gptq import compensate
-from ..metrics import shannon_gap, snr_db
+from ..metrics import shannon_gap, snr_from_sums, sums
 from .plan import TensorJob, TensorResult
 
 __all__ = ["gptq_weights", "run_job"]
@@ -33,8 +33,8 @@ def gptq_weights(coder, a32: np.ndarray, gram, transposed: bool, step: float, nt
     ra = None if ra is None else ra.astype(np.float64)
     cb = None if cb is None else cb.astype(np.float64)
     if transposed:  # stored (in, out): the inputs run along the rows
-        return np.ascontiguousarray(compensate(a32.T, gram, step, cb, ra).T)
-    return np.ascontiguousarray(compensate(a32, gram, step, ra, cb))
+        return np.ascontiguousarray(compensate(a32.T, gram, step, cb, ra, nthreads=nthreads).T)
+    return np.ascontiguousarray(compensate(a32, gram, step, ra, cb, nthreads=nthreads))
 
 
 def run_job(job: TensorJob, nthreads: int = 1) -> TensorResult:
@@ -53,7 +53,7 @@ def run_job(job: TensorJob, nthreads: int = 1) -> TensorResult:
         step = float(job.target["step"])
         if job.gram is not None and a.ndim == 2 and job.codec == "direct":
             a32 = np.asarray(a, np.float32)
-            enc = coder.encode_step(gptq_weights(coder, a32, job.gram, job.gram_transposed, step), step, nthreads=nthreads)
+            enc = coder.encode_step(gptq_weights(coder, a32, job.gram, job.gram_transposed, step, nthreads), step, nthreads=nthreads)
         else:
             enc = coder.encode_step(a, step, nthreads=nthreads)
     else:
@@ -62,8 +62,10 @@ def run_job(job: TensorJob, nthreads: int = 1) -> TensorResult:
     if enc.codec != "lossless":
         w_hat = enc.recon if enc.recon is not None else decode_tensor(enc.payload, enc.codec, a.shape, "float32",
                                                                       nthreads=nthreads)
-        enc.snr_db = snr_db(a, w_hat)  # against the source values (GPTQ moved the coded ones)
-        g = shannon_gap(np.asarray(a, np.float32), w_hat, enc.bpw)
+        # against the source values (GPTQ moved the coded ones): one pass gives the SNR and the gap's distortion
+        sig, sse = sums(a, w_hat, nthreads=nthreads)
+        enc.snr_db = snr_from_sums(sig, sse)
+        g = shannon_gap(a, None, enc.bpw, sse=sse)
         gap = g if math.isfinite(g) else None
         del w_hat
     enc.recon = None

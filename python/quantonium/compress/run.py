@@ -29,7 +29,7 @@ import os
 import re
 import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,8 @@ from .. import __version__
 from ..codecs import SMALL_TENSOR
 from ..container import FORMAT_MAJOR, FORMAT_MINOR
 from ..memory import PeakSampler, peak_rss_mib
-from ..models import classify, open_source
+from ..models import classify, open_source, source_files
+from ..outputs import check_file
 from .executor import ThreadExecutor
 from .jobs import run_job
 from .plan import TensorJob
@@ -65,6 +66,8 @@ class CompressResult:
     peak_anon_mib: float | None = None
     tensor_bits: int = 0
     resumed_tensors: int = 0
+    #: per stage: {"stage", "seconds", "peak_anon_mib"} (progress.Progress.profile)
+    stages: list[dict] = field(default_factory=list)
 
     @property
     def bpw(self) -> float:
@@ -176,6 +179,7 @@ def compress(
     allocate, snr_db = validate_options(codec=codec, snr_db=snr_db, bpw=bpw, keep=keep, threads=threads,
                                         allocate=allocate, calibration=calibration, floor=floor, include=include,
                                         exclude=exclude, fixed_rate=fixed_rate)
+    check_file(out, inputs=source_files(source))  # issue 11: a bad output fails before any work (outputs.py)
     t0 = time.perf_counter()
     with PeakSampler() as mem:
         src = open_source(source)
@@ -203,7 +207,7 @@ def compress(
         }
         sink = QntSink(out, model=model_meta, files=src.files, run_key=run_key(src, options), resume=resume)
         resumed = len(sink.done)
-        prog = Progress(progress)
+        prog = Progress(progress, sampler=mem)
         if sink.note:
             import sys
 
@@ -235,7 +239,7 @@ def compress(
         file_bytes=Path(path).stat().st_size, source_bytes=src.source_bytes, seconds=time.perf_counter() - t0,
         peak_rss_mib=peak_rss_mib(), median_snr_db=statistics.median(snrs) if snrs else None,
         worst_snr_db=min(snrs) if snrs else None, codec_mix=mix, peak_anon_mib=mem.peak,
-        tensor_bits=sum(int(e["bits"]) for e in entries), resumed_tensors=resumed,
+        tensor_bits=sum(int(e["bits"]) for e in entries), resumed_tensors=resumed, stages=prog.profile,
     )
 
 

@@ -35,6 +35,7 @@ import numpy as np
 
 from ..container import QntWriter
 from ..faults import write_or_die
+from ..outputs import OutputError, check_file
 from .plan import TensorResult
 
 __all__ = ["MemorySink", "QntSink", "ResumeError"]
@@ -74,10 +75,14 @@ class QntSink:
     def __init__(self, out: str | os.PathLike, *, model: dict[str, Any], files: dict[str, bytes], run_key: str,
                  resume: bool = False) -> None:
         self.out = Path(out)
-        self.out.parent.mkdir(parents=True, exist_ok=True)
-        self.partial = self.out.with_name(f".{self.out.name}.partial")
-        self.ckpt = self.out.with_name(f".{self.out.name}.partial.json")
-        self.plan_file = self.out.with_name(f".{self.out.name}.partial.npz")
+        target = check_file(self.out)  # issue 11 (outputs.py): a symlink is written through, its target's folder
+        if target.direct:
+            raise OutputError(f"{self.out}: compress writes a resumable file, not into a special file; give a file name")
+        real = target.real
+        real.parent.mkdir(parents=True, exist_ok=True)
+        self.partial = real.with_name(f".{real.name}.partial")
+        self.ckpt = real.with_name(f".{real.name}.partial.json")
+        self.plan_file = real.with_name(f".{real.name}.partial.npz")
         self.run_key = run_key
         self.results: dict[str, dict[str, Any]] = {}
         self._lock = os.open(self.partial, os.O_RDWR | os.O_CREAT, 0o666)

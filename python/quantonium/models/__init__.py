@@ -13,7 +13,8 @@
 from .arch import Roles, build_empty, classify, model_class, model_kind
 from .loader import LoadError, load_qnt, load_source, resolve_dtype
 from .names import match_names
-from .sources import EMBED_FILES, ModelSource, SourceError, TensorRef, open_source
+from .sources import EMBED_FILES, ModelSource, SourceError, TensorRef, open_source, source_files
 
 __all__ = ["EMBED_FILES", "LoadError", "ModelSource", "Roles", "SourceError", "TensorRef", "build_empty", "classify",
-           "load_qnt", "load_source", "match_names", "model_class", "model_kind", "open_source", "resolve_dtype"]
+           "load_qnt", "load_source", "match_names", "model_class", "model_kind", "open_source", "resolve_dtype",
+           "source_files"]

@@ -23,7 +23,6 @@ A parameter that no stored tensor fills is a one-line error.
 
 from __future__ import annotations
 
-import json
 import tempfile
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -125,12 +124,8 @@ def load_qnt(path: str | Path, *, dtype: Any = None, threads: int = 1):
     with QntFile(path) as f:
         if "config.json" not in f.file_names:
             raise LoadError(f"{path}: the file embeds no config.json, so no model can be built from it")
-        try:
-            config = json.loads(f.file("config.json"))
-        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
-            raise LoadError(f"{path}: embedded config.json is not valid JSON ({str(e)[:80]})") from None
-        if not isinstance(config, dict):
-            raise LoadError(f"{path}: embedded config.json is not a JSON object")
+        config = f.config()  # a JSON object, nesting bounded (QntFormatError naming the file otherwise)
+        f.require_memory(f.decoded_bytes(), "building the model")  # the model holds every tensor (issue 11)
         model = _build(config, path)
         names = list(f)
         mapping = _mapping(model, names)

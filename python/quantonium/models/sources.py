@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import re
 import tempfile
 from collections.abc import Callable
@@ -28,7 +29,7 @@ import numpy as np
 from ..filenames import KNOWN_FILES
 from .safetensors_view import SafetensorsView, TensorSpan
 
-__all__ = ["EMBED_FILES", "ModelSource", "SourceError", "TensorRef", "open_source"]
+__all__ = ["EMBED_FILES", "ModelSource", "SourceError", "TensorRef", "open_source", "source_files"]
 
 #: Files copied into the .qnt so that it is self-contained (the container's allow-list).
 EMBED_FILES = tuple(sorted(KNOWN_FILES))
@@ -190,8 +191,12 @@ def _bin_source(source: str, files: list[Path], folder: Path) -> ModelSource:
     for f in files:
         try:
             part = torch.load(str(f), map_location="cpu", weights_only=True, mmap=True)
+        except pickle.UnpicklingError:  # issue 11: say what happened, not torch's advice to load it unsafely
+            raise SourceError(f"{f}: refused: a pickled checkpoint that is not plain weights "
+                              "(torch.load(weights_only=True) rejects it; nothing in it was executed)") from None
         except Exception as e:
-            raise SourceError(f"{f}: cannot be read safely with torch.load(weights_only=True) ({e})") from None
+            raise SourceError(f"{f}: cannot be read safely with torch.load(weights_only=True) "
+                              f"({(str(e).strip().splitlines() or [''])[0][:200]})") from None
         if not isinstance(part, dict):
             raise SourceError(f"{f}: not a state dict")
         state.update(part)
@@ -278,27 +283,51 @@ def _gguf_source(path: Path) -> ModelSource:
     )
 
 
-def _from_folder(source: str, folder: Path) -> ModelSource:
+def _select(folder: Path) -> tuple[str, list[Path]]:
+    """Which files hold a folder's weights: ("safetensors" | "bin" | "gguf", files); SourceError if none."""
     index = folder / "model.safetensors.index.json"
     if index.is_file():
         try:
             shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
-        except (json.JSONDecodeError, KeyError, TypeError) as e:
-            raise SourceError(f"{index}: not a valid shard index ({e})") from None
-        missing = [s for s in shards if not (folder / s).is_file()]
+        except (json.JSONDecodeError, KeyError, TypeError, AttributeError, RecursionError) as e:
+            raise SourceError(f"{index}: not a valid shard index ({type(e).__name__}: {e})") from None
+        missing = [s for s in shards if not isinstance(s, str) or not (folder / s).is_file()]
         if missing:
-            raise SourceError(f"{folder}: shard {missing[0]} listed in the index is missing")
-        return _safetensors_source(source, [folder / s for s in shards], folder)
+            raise SourceError(f"{folder}: shard {missing[0]!r} listed in the index is missing")
+        return "safetensors", [folder / s for s in shards]
     st = sorted(folder.glob("*.safetensors"))
     if st:
-        return _safetensors_source(source, st, folder)
+        return "safetensors", st
     bins = sorted(folder.glob("pytorch_model*.bin"))
     if bins:
-        return _bin_source(source, bins, folder)
+        return "bin", bins
     ggufs = sorted(folder.glob("*.gguf"))
     if len(ggufs) == 1:
-        return _gguf_source(ggufs[0])
+        return "gguf", ggufs
     raise SourceError(f"{folder}: no model.safetensors, sharded safetensors, pytorch_model.bin or single .gguf file here")
+
+
+def _from_folder(source: str, folder: Path) -> ModelSource:
+    kind, files = _select(folder)
+    if kind == "safetensors":
+        return _safetensors_source(source, files, folder)
+    if kind == "bin":
+        return _bin_source(source, files, folder)
+    return _gguf_source(files[0])
+
+
+def _hub_folder(s: str) -> Path:
+    try:
+        from huggingface_hub import snapshot_download
+
+        return Path(snapshot_download(s, local_files_only=True))
+    except Exception:
+        from huggingface_hub import constants
+
+        raise SourceError(
+            f"model {s!r} is not in the local Hugging Face cache (looked in {constants.HF_HUB_CACHE}; "
+            "this tool works offline: download it elsewhere or pass a folder)"
+        ) from None
 
 
 def open_source(source: str | os.PathLike) -> ModelSource:
@@ -316,16 +345,25 @@ def open_source(source: str | os.PathLike) -> ModelSource:
             return _bin_source(s, [p], p.parent)
         raise SourceError(f"{p}: unsupported file type (expected a folder, .safetensors, .gguf or .bin)")
     if re.fullmatch(r"[\w.\-]+/[\w.\-]+", s):
-        try:
-            from huggingface_hub import constants, snapshot_download
-
-            folder = snapshot_download(s, local_files_only=True)
-        except Exception:
-            from huggingface_hub import constants
-
-            raise SourceError(
-                f"model {s!r} is not in the local Hugging Face cache (looked in {constants.HF_HUB_CACHE}; "
-                "this tool works offline: download it elsewhere or pass a folder)"
-            ) from None
-        return _from_folder(s, Path(folder))
+        return _from_folder(s, _hub_folder(s))
     raise SourceError(f"{s}: no such file or folder, and not a model id of the form owner/name")
+
+
+def source_files(source: str | os.PathLike) -> list[Path]:
+    """The files ``open_source(source)`` would read (weights, shard index, embedded files), found without
+    reading them: what an output must never overwrite. Empty when the source does not resolve
+    (``open_source`` then says why)."""
+    s = str(source)
+    p = Path(s).expanduser()
+    try:
+        if p.is_file():
+            return [p] + ([p.parent / n for n in EMBED_FILES if (p.parent / n).is_file()] if p.suffix == ".bin" else [])
+        if not p.is_dir():
+            if not re.fullmatch(r"[\w.\-]+/[\w.\-]+", s):
+                return []
+            p = _hub_folder(s)
+        _, files = _select(p)
+    except SourceError:
+        return []
+    extra = [p / "model.safetensors.index.json"] if (p / "model.safetensors.index.json").is_file() else []
+    return files + extra + [p / n for n in EMBED_FILES if (p / n).is_file()]
