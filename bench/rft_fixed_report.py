@@ -20,11 +20,17 @@ import numpy as np
 
 from quantonium import compare as cmp
 
+#: the runs of each model, in order; a (method, bits, seed) measured by two runs counts once (the first)
 RUNS = {
-    "minilm": ["bench/results/rft_fixed_minilm"],
+    "minilm": ["bench/results/rft_fixed_minilm", "bench/results/rft_fixed_minilm_gptq_wht",
+               "bench/results/rft_fixed_minilm_gptq_dft_g128"],
     "smollm2": ["bench/results/rft_fixed_smollm2_rtn", "bench/results/rft_fixed_smollm2_gptq",
-                "bench/results/rft_fixed_smollm2_2bit"],
+                "bench/results/rft_fixed_smollm2_gptq_g32", "bench/results/rft_fixed_smollm2_gptq_g64"],
 }
+
+
+def _key(row: dict) -> tuple:
+    return row["method"], row["requested_bits"], (row.get("info") or {}).get("seed")
 
 
 def load_runs(dirs: list[str]) -> tuple[dict | None, list[str]]:
@@ -44,9 +50,37 @@ def load_runs(dirs: list[str]) -> tuple[dict | None, list[str]]:
             continue
         if res is None:
             res = {"kind": r["kind"], "rows": [], "not_run": []}
-        res["rows"] += r["rows"]
+        seen = {_key(x) for x in res["rows"]}
+        fresh = [x for x in r["rows"] if _key(x) not in seen]
+        if len(fresh) < len(r["rows"]):
+            notes[-1] += f"; {len(r['rows']) - len(fresh)} rows already measured by an earlier run, not counted again"
+        res["rows"] += fresh
         res["not_run"] += r.get("not_run", [])
     return res, notes
+
+
+def side_by_side(summary: list[dict], encoder: bool) -> list[str]:
+    """One row per (bits, group, GPTQ): the four transforms side by side (the README's table)."""
+    by = {(r["bits"], r["group"], r["gptq"], r["transform"]): r for r in summary}
+    head = "mean cosine" if encoder else "mean KL nats (perplexity change)"
+    out = [f"Side by side ({head}; mean ± sample standard deviation over seeds, n = seeds; fixed has no seed):", "",
+           "| bits | group | GPTQ | bpw | fixed | rft-fixed | wht-fixed | dft-fixed |", "|---|---|---|---|---|---|---|---|"]
+    for b, g, q in sorted({k[:3] for k in by}):
+        cells, bpw = [], None
+        for t in ("fixed", "rft-fixed", "wht-fixed", "dft-fixed"):
+            r = by.get((b, g, q, t))
+            if r is None:
+                cells.append("not run")
+                continue
+            bpw = r["bpw"] if t == "fixed" or bpw is None else bpw
+            if encoder:
+                c = f"{r['mean_cosine']:.4f}" + (f" ± {r['mean_cosine_std']:.4f}" if r["seeds"] > 1 else "")
+            else:
+                c = (f"{r['mean_kl_nats']:.3f}" + (f" ± {r['mean_kl_nats_std']:.3f}" if r["seeds"] > 1 else "")
+                     + f" ({r['perplexity_change_pct']:+.0f}%)")
+            cells.append(c + (f" n={r['seeds']}" if t != "fixed" else ""))
+        out.append(f"| {b:g} | {g} | {'yes' if q else 'no'} | {bpw:.3f} | " + " | ".join(cells) + " |")
+    return out
 
 
 def tallies(verdicts: list[dict]) -> list[dict]:
@@ -81,6 +115,7 @@ def main(argv=None) -> int:
         out[model]["verdicts"] = cmp.fixed_rate_verdicts(res)
         not_run = sorted({(n["method"], n["bits"], n["reason"]) for n in res["not_run"]})
         out[model]["not_run"] = [{"method": m, "bits": b, "reason": r} for m, b, r in not_run]
+        md += side_by_side(out[model]["summary"], res["kind"] == "encoder") + [""]
         md.append(cmp.fixed_rate_tables(res).strip())
         tally = tallies(out[model]["verdicts"])
         out[model]["tallies"] = tally
