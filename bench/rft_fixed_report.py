@@ -53,7 +53,7 @@ def load_runs(dirs: list[str]) -> tuple[dict | None, list[str]]:
         seen = {_key(x) for x in res["rows"]}
         fresh = [x for x in r["rows"] if _key(x) not in seen]
         if len(fresh) < len(r["rows"]):
-            notes[-1] += f"; {len(r["rows"]) - len(fresh)} row(s) already measured by an earlier run (not counted again)"
+            notes[-1] += f"; {len(r['rows']) - len(fresh)} row(s) already measured by an earlier run (not counted again)"
         res["rows"] += fresh
         res["not_run"] += r.get("not_run", [])
     return res, notes
