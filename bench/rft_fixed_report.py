@@ -23,9 +23,10 @@ from quantonium import compare as cmp
 #: the runs of each model, in order; a (method, bits, seed) measured by two runs counts once (the first)
 RUNS = {
     "minilm": ["bench/results/rft_fixed_minilm", "bench/results/rft_fixed_minilm_gptq_wht",
-               "bench/results/rft_fixed_minilm_gptq_dft_g128"],
+               "bench/results/rft_fixed_minilm_gptq_dft_g128", "bench/results/rft_fixed_minilm_gptq_wht_2bit"],
     "smollm2": ["bench/results/rft_fixed_smollm2_rtn", "bench/results/rft_fixed_smollm2_gptq",
-                "bench/results/rft_fixed_smollm2_gptq_g32", "bench/results/rft_fixed_smollm2_gptq_g64"],
+                "bench/results/rft_fixed_smollm2_gptq_g32", "bench/results/rft_fixed_smollm2_gptq_g64",
+                "bench/results/rft_fixed_smollm2_gptq_g64_3bit", "bench/results/rft_fixed_smollm2_2bit"],
 }
 
 
