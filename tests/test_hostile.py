@@ -304,6 +304,8 @@ M = (640, 1031)  # 660k values: the arrays (MBs) dominate the bookkeeping allowa
     ("rft-dense", {"snr_db": 25}, "float32", M), ("fixed", {"snr_db": 20}, "bfloat16", M),
     ("rft-spectral", {"keep": 0.3}, "float32", M), ("rft-spectral", {"keep": 0.3, "options": {"axis": 0}}, "float16", M),
     ("rft-spectral", {"keep": 0.5}, "float32", (8, 1 << 16)),
+    ("rft-fixed", {"snr_db": 20}, "float32", M), ("rft-fixed", {"snr_db": 20}, "bfloat16", M),
+    ("wht-fixed", {"snr_db": 20}, "float32", (640, 1024)), ("wht-fixed", {"snr_db": 20}, "float16", (640, 1024)),
 ])
 def test_the_working_memory_counted_covers_what_a_decode_really_uses(codec, kw, dtype, shape):
     import ml_dtypes

@@ -12,6 +12,7 @@ void add_canonical(pybind11::module_& m);
 void add_info(pybind11::module_& m);
 void add_quant(pybind11::module_& m);
 void add_entropy(pybind11::module_& m);
+void add_hadamard(pybind11::module_& m);
 void add_stats(pybind11::module_& m);
 }  // namespace qnpy
 
@@ -23,5 +24,6 @@ PYBIND11_MODULE(_core, m) {
   qnpy::add_info(m);
   qnpy::add_quant(m);
   qnpy::add_entropy(m);
+  qnpy::add_hadamard(m);
   qnpy::add_stats(m);
 }

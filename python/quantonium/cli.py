@@ -7,7 +7,7 @@ files take ``--max-memory SIZE`` and ``--max-index SIZE`` (``quantonium.limits``
 they set ``QUANTONIUM_MAX_MEMORY`` / ``QUANTONIUM_MAX_INDEX`` for the command).
 Subcommands (compare, chat, serve and bench arrive with their issues):
 
-    quantonium compress SOURCE -o OUT.qnt [--codec C] [--bits B | --snr DB | --keep F]
+    quantonium compress SOURCE -o OUT.qnt [--codec C] [--bits B | --snr DB | --keep F] [--fixed-rate]
                         [--include RE] [--exclude RE] [--threads N] [--json]
     quantonium decompress FILE.qnt -o DIR
     quantonium inspect FILE.qnt [--json]
@@ -108,7 +108,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
         args.source, args.outfile, codec=args.codec, bpw=args.bits, snr_db=args.snr, keep=args.keep,
         include=args.include, exclude=args.exclude, threads=args.threads, progress=not args.quiet,
         allocate=args.allocate, calibration=args.calibration, floor=args.floor, resume=args.resume,
-        calibration_tokens=args.calibration_tokens,
+        calibration_tokens=args.calibration_tokens, fixed_rate=args.fixed_rate,
     )
     print(json.dumps(res.to_json(), indent=2) if args.json else res.summary())
     return 0
@@ -207,10 +207,18 @@ def cmd_compare(args: argparse.Namespace) -> int:
         raise CliError(f"--bits takes numbers separated by commas, not {args.bits!r}") from None
     if not bits or any(not 0 < b <= 16 for b in bits):
         raise CliError("--bits needs bit counts in (0, 16]")
-    methods = [m.strip() for m in args.methods.split(",")] if args.methods else list(cmp.METHODS)
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else list(cmp.DEFAULT_METHODS)
+    methods = list(dict.fromkeys(x for m in methods for x in cmp.METHOD_GROUPS.get(m, (m,))))
     bad = [m for m in methods if m not in cmp.METHODS]
     if bad:
-        raise CliError(f"unknown method {bad[0]!r}; expected some of {', '.join(cmp.METHODS)}")
+        raise CliError(f"unknown method {bad[0]!r}; expected some of {', '.join(cmp.METHODS)} "
+                       f"or a group ({', '.join(cmp.METHOD_GROUPS)})")
+    try:
+        seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
+    except ValueError:
+        raise CliError(f"--seeds takes whole numbers separated by commas, not {args.seeds!r}") from None
+    if not seeds or any(not 0 <= x < 2**63 for x in seeds):
+        raise CliError("--seeds needs seeds in [0, 2^63)")
     text, text_name = _read_text(args.text, "text")
     cal, cal_name = _read_text(args.calibration, "calibration text")
     if args.outdir:
@@ -219,8 +227,18 @@ def cmd_compare(args: argparse.Namespace) -> int:
         cmp.check_outputs(args.outdir, source_files(args.source))
     wl = cmp.Workload.load(args.source, text=text, text_name=text_name, calibration=cal, calibration_name=cal_name,
                            max_tokens=args.max_tokens, threads=args.threads)
-    res = cmp.compare(wl, bits, methods, progress=None if args.json else (lambda line: print(line, flush=True)))
     out = Path(args.outdir) if args.outdir else None
+    on_row = None
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        partial = out / "compare.partial.jsonl"
+        partial.write_text("")
+
+        def on_row(row: dict) -> None:  # rows measured so far survive an interrupted run
+            with partial.open("a") as f:
+                f.write(json.dumps(row, default=float) + "\n")
+    res = cmp.compare(wl, bits, methods, progress=None if args.json else (lambda line: print(line, flush=True)),
+                      seeds=seeds, on_row=on_row)
     if out is not None:
         from .outputs import write_text
 
@@ -276,7 +294,12 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Compress a model (HF folder, model id in the local hub cache, .safetensors, .bin or .gguf) into one .qnt file.")
     c.add_argument("source", help="folder, owner/name in the local hub cache, .safetensors, .bin or .gguf file")
     c.add_argument("-o", "--outfile", required=True, help="the .qnt file to write")
-    c.add_argument("--codec", default="auto", choices=["auto", "direct", "rft-dense", "rft-spectral", "fixed", "lossless"])
+    from .compress.run import CODEC_CHOICES
+
+    c.add_argument("--codec", default="auto", choices=list(CODEC_CHOICES))
+    c.add_argument("--fixed-rate", action="store_true",
+                   help="auto chooses among the fixed-rate codecs only (fixed, rft-fixed, wht-fixed; groups 32/64/128), "
+                        "per tensor; the index records which won and why")
     c.add_argument("--bits", type=float, help="target bits per weight for each tensor (with --allocate: for the whole model)")
     c.add_argument("--allocate", action="store_true",
                    help="spend --bits as a model average: Lagrangian allocation over each tensor's measured rate-distortion curve")
@@ -327,7 +350,9 @@ def build_parser() -> argparse.ArgumentParser:
     cp.add_argument("--bits", default="2,3,4,5,6,8", help="bit counts, comma separated (default 2,3,4,5,6,8)")
     from .compare import METHODS
 
-    cp.add_argument("--methods", help=f"comma-separated subset of: {', '.join(METHODS)}")
+    cp.add_argument("--methods", help=f"comma-separated subset of: {', '.join(METHODS)}; or the group fixed-rate "
+                    "(RTN, GPTQ and the rotated fixed-rate methods); default: the codecs and peers without the rotations")
+    cp.add_argument("--seeds", default="0", help="seeds of the rotated fixed-rate methods, comma separated (default 0)")
     cp.add_argument("--text", help="evaluation text (default: the Lee corpus from gensim's test data)")
     cp.add_argument("--calibration", help="calibration text for auto's sensitivities (default: bundled Wikipedia prose)")
     cp.add_argument("--max-tokens", type=int, default=4096, help="tokens scored / used for calibration, causal LMs (default 4096)")

@@ -17,8 +17,18 @@ Methods (``--bits`` picks the operating points):
   weighted by sensitivities measured on the calibration text, with GPTQ error
   compensation on the grids of the matrices (``codecs.allocate``, ``codecs.gptq``);
   what ``compress --codec auto --bits B --calibration builtin`` writes.
-- ``rtn-g32`` / ``rtn-g128``: round-to-nearest int-k, symmetric, fp16 scale per
-  group (our ``fixed`` codec), k = each requested bit count from 2 to 8.
+- ``rtn-g32`` / ``rtn-g64`` / ``rtn-g128``: round-to-nearest int-k, symmetric,
+  fp16 scale per group (our ``fixed`` codec), k = each requested bit count from 2 to 8.
+- Fixed-rate with a rotation (issue 14), the same int-k grid and group scales
+  after seeded random signs and an orthogonal transform along the rows:
+  ``rft-fixed-gG`` (real-orthogonal Phi-RFT, our ``rft-fixed`` codec),
+  ``dft-fixed-gG`` (the same with beta = sigma = 0: the plain DFT) and
+  ``wht-fixed-gG`` (randomised Walsh-Hadamard, the ``wht-fixed`` codec), G = 32,
+  64, 128; each runs once per seed (``seeds``). ``gptq-fixed-gG`` and
+  ``gptq-{rft,dft,wht}-fixed-gG``: the same grids with GPTQ error compensation
+  (``codecs.gptq_fixed``) on the matrices that have an input Gram matrix, in
+  the rotated basis for the rotated ones (Gram ``T D H D T^T``); tensors
+  without one (embeddings) are rounded to nearest.
 - ``gguf-q8_0`` / ``gguf-q5_0`` / ``gguf-q4_1`` / ``gguf-q4_0``: the ``gguf``
   package's reference quantisers; each runs at the bit count its name carries.
 - ``hqq-g64``: HQQ (half-quadratic, data-free), 1/2/3/4/8 bits, group 64.
@@ -44,11 +54,28 @@ from . import outputs
 from .codecs import SMALL_TENSOR, decode_tensor, encode_tensor
 from .metrics import snr_db
 
-__all__ = ["METHODS", "OUTPUT_FILES", "Workload", "check_outputs", "compare", "write_chart", "write_json"]
+__all__ = ["METHODS", "OUTPUT_FILES", "Workload", "check_outputs", "compare", "fixed_rate_summary",
+           "fixed_rate_verdicts", "write_chart", "write_json"]
 
-OURS = ("auto", "direct", "rft-dense", "rft-spectral")
-PEERS = ("rtn-g32", "rtn-g128", "gguf-q8_0", "gguf-q5_0", "gguf-q4_1", "gguf-q4_0", "hqq-g64", "quanto")
+GROUPS = (32, 64, 128)
+#: fixed-rate rotations: method prefix -> (codec, codec options besides group and seed)
+ROTATIONS = {"rft-fixed": ("rft-fixed", {}), "dft-fixed": ("rft-fixed", {"beta": 0.0, "sigma": 0.0}),
+             "wht-fixed": ("wht-fixed", {})}
+ROTATED = tuple(f"{p}{r}-g{g}" for p in ("", "gptq-") for r in ROTATIONS for g in GROUPS)
+GPTQ_FIXED = tuple(f"gptq-fixed-g{g}" for g in GROUPS)
+OURS = ("auto", "direct", "rft-dense", "rft-spectral") + ROTATED + GPTQ_FIXED
+PEERS = ("rtn-g32", "rtn-g64", "rtn-g128", "gguf-q8_0", "gguf-q5_0", "gguf-q4_1", "gguf-q4_0", "hqq-g64", "quanto")
 METHODS = OURS + PEERS
+#: what ``quantonium compare`` runs when no methods are named (the fixed-rate rotations are asked for by name
+#: or as the group ``fixed-rate``)
+DEFAULT_METHODS = ("auto", "direct", "rft-dense", "rft-spectral") + PEERS
+#: named groups of methods
+METHOD_GROUPS = {"fixed-rate": ("rtn-g32", "rtn-g64", "rtn-g128") + GPTQ_FIXED + ROTATED}
+#: methods that run once per seed (their random signs)
+SEEDED = ROTATED
+#: GPTQ on the fixed grid: columns in order of decreasing input energy, static group scales
+#: (chosen on MiniLM: bench/results/gptq_fixed_order.json)
+GPTQ_ACT_ORDER = True
 _GGUF_BITS = {"gguf-q8_0": 8, "gguf-q5_0": 5, "gguf-q4_1": 4, "gguf-q4_0": 4}
 
 
@@ -198,6 +225,60 @@ def _rtn(group: int) -> Callable:
     return run
 
 
+def _fixed_rate(method: str) -> Callable:
+    """RTN or GPTQ on the fixed int-k grid with fp16 group scales, after an optional seeded rotation of the rows."""
+    gptq = method.startswith("gptq-")
+    base, group = method.removeprefix("gptq-").rsplit("-g", 1)
+    group = int(group)
+
+    def run(wl: Workload, bits: float, seed: int = 0):
+        from .codecs.fixed import Fixed
+        from .codecs.gptq_fixed import compensate_fixed
+        from .codecs.rotated import RftFixed, WhtFixed
+
+        k = int(round(bits))
+        if k != bits or not 2 <= k <= 8:
+            raise NotRun(f"fixed-rate methods run at whole bit counts 2-8, not {bits:g}")
+        if base == "fixed":
+            coder = Fixed(group_size=group)
+        else:
+            codec, opts = ROTATIONS[base]
+            coder = (RftFixed if codec == "rft-fixed" else WhtFixed)(group_size=group, seed=seed, **opts)
+        grams = wl.grams() if gptq else {}
+        rec, total, compensated = {}, 0, 0
+        for n, a in wl.large.items():
+            w = np.ascontiguousarray(a, np.float32)
+            if w.shape[-1] % group:
+                raise NotRun(f"rows of {n} ({w.shape[-1]}) are not a multiple of {group}")
+            g = grams.get(n)
+            if g is not None and w.ndim == 2:
+                h, transposed = g
+                if transposed:
+                    raise NotRun(f"{n} is stored (in, out): GPTQ on the fixed grid needs its inputs along the rows")
+                c = w if base == "fixed" else coder.rotate(w, wl.threads)
+                hr = h if base == "fixed" else coder.rotate_gram(h, wl.threads)
+                levels, scales = compensate_fixed(c, hr, k, group, act_order=GPTQ_ACT_ORDER)
+                enc = coder.encode_levels(w, levels, scales, k, nthreads=wl.threads)
+                compensated += 1
+            elif base == "fixed":
+                payload = coder._encode_bits(w, k, wl.threads)
+                enc = None
+                rec[n] = decode_tensor(payload, "fixed", w.shape, "float32")
+                total += 8 * len(payload)
+                continue
+            else:
+                enc = coder.encode_bits(w, k, nthreads=wl.threads)
+            rec[n] = enc.recon if enc.recon is not None else decode_tensor(enc.payload, enc.codec, w.shape, "float32")
+            total += enc.bits
+        info = {"int_bits": k, "group": group, "transform": base}
+        if base != "fixed":
+            info["seed"] = seed
+        if gptq:
+            info.update(gptq_tensors=compensated, act_order=GPTQ_ACT_ORDER)
+        return rec, total, info
+    return run
+
+
 def _gguf(method: str) -> Callable:
     def run(wl: Workload, bits: float):
         try:
@@ -271,7 +352,8 @@ def _quanto(wl: Workload, bits: float):
 
 _RUN: dict[str, Callable] = {
     **{c: _ours(c) for c in OURS},
-    "rtn-g32": _rtn(32), "rtn-g128": _rtn(128),
+    "rtn-g32": _rtn(32), "rtn-g64": _rtn(64), "rtn-g128": _rtn(128),
+    **{m: _fixed_rate(m) for m in ROTATED + GPTQ_FIXED},
     **{g: _gguf(g) for g in _GGUF_BITS},
     "hqq-g64": _hqq, "quanto": _quanto,
 }
@@ -288,8 +370,12 @@ def _points(method: str, bits: Sequence[float]) -> list[float]:
 
 
 def compare(wl: Workload, bits: Sequence[float], methods: Sequence[str] = METHODS,
-            progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    """Runs every method at every applicable bit count; returns rows + what did not run."""
+            progress: Callable[[str], None] | None = None, seeds: Sequence[int] = (0,),
+            on_row: Callable[[dict], None] | None = None) -> dict[str, Any]:
+    """Runs every method at every applicable bit count (the seeded ones once per seed); returns rows + what did not run.
+
+    ``on_row`` is called with each row as soon as it is measured (long runs keep what they measured).
+    """
     from .evaluate import compare_models, with_weights
 
     for m in methods:
@@ -297,33 +383,39 @@ def compare(wl: Workload, bits: Sequence[float], methods: Sequence[str] = METHOD
             raise ValueError(f"unknown method {m!r}; expected some of {', '.join(METHODS)}")
     small = _lossless_bits(wl)
     rows, not_run = [], []
-    for m in methods:
-        for b in _points(m, bits):
-            t0 = time.perf_counter()
-            try:
-                rec, large_bits, info = _RUN[m](wl, b)
-            except NotRun as e:
-                not_run.append({"method": m, "bits": b, "reason": str(e)})
-                continue
-            t_enc = time.perf_counter() - t0
-            total_bits = large_bits + sum(small.values())
-            num = sum(float(np.sum((np.asarray(wl.tensors[n], np.float64) - rec[n]) ** 2)) for n in rec)
-            den = sum(float(np.sum(np.asarray(wl.tensors[n], np.float64) ** 2)) for n in rec)
-            fid = compare_models(wl.model, with_weights(wl.model, rec), wl.tokenizer, wl.text,
-                                 max_tokens=wl.max_tokens, sentences=wl.sentences, cache=wl._reference)
-            row = {
-                "method": m, "requested_bits": b, "bpw": total_bits / wl.weights, "file_bytes": math.ceil(total_bits / 8),
-                "weight_snr_db": 10 * math.log10(den / num) if num > 0 else math.inf,
-                "median_tensor_snr_db": float(np.median([snr_db(np.asarray(wl.tensors[n], np.float32), rec[n]) for n in rec])),
-                "encode_seconds": t_enc, **{k: v for k, v in fid.items() if k != "kind"}, "info": info,
-            }
-            rows.append(row)
-            if progress:
-                progress(format_row(row))
+    if not seeds:
+        raise ValueError("give at least one seed")
+    runs = [(m, b, sd) for m in methods for b in _points(m, bits) for sd in (seeds if m in SEEDED else (None,))]
+    for m, b, seed in runs:
+        t0 = time.perf_counter()
+        try:
+            rec, large_bits, info = _RUN[m](wl, b) if seed is None else _RUN[m](wl, b, seed)
+        except NotRun as e:
+            not_run.append({"method": m, "bits": b, "reason": str(e)} | ({} if seed is None else {"seed": seed}))
+            continue
+        t_enc = time.perf_counter() - t0
+        total_bits = large_bits + sum(small.values())
+        num = sum(float(np.sum((np.asarray(wl.tensors[n], np.float64) - rec[n]) ** 2)) for n in rec)
+        den = sum(float(np.sum(np.asarray(wl.tensors[n], np.float64) ** 2)) for n in rec)
+        fid = compare_models(wl.model, with_weights(wl.model, rec), wl.tokenizer, wl.text,
+                             max_tokens=wl.max_tokens, sentences=wl.sentences, cache=wl._reference)
+        row = {
+            "method": m, "requested_bits": b, **({} if seed is None else {"seed": seed}),
+            "bpw": total_bits / wl.weights, "file_bytes": math.ceil(total_bits / 8),
+            "weight_snr_db": 10 * math.log10(den / num) if num > 0 else math.inf,
+            "median_tensor_snr_db": float(np.median([snr_db(np.asarray(wl.tensors[n], np.float32), rec[n]) for n in rec])),
+            "encode_seconds": t_enc, **{k: v for k, v in fid.items() if k != "kind"}, "info": info,
+        }
+        rows.append(row)
+        if on_row:
+            on_row(row)
+        if progress:
+            progress(format_row(row))
     kind = "causal-lm" if type(wl.model).__name__.endswith(("ForCausalLM", "LMHeadModel")) else "encoder"
     return {
         "source": wl.source, "kind": kind, "weights": wl.weights, "text": wl.text_name,
-        "calibration": wl.calibration_name if "auto" in methods else None,
+        "calibration": wl.calibration_name if any(m == "auto" or m.startswith("gptq-") for m in methods) else None,
+        "seeds": list(seeds) if any(m in SEEDED for m in methods) else None,
         "bits_counting": "8 * all bytes a decoder needs (small tensors lossless for every method; peer scales/zeros at fp16)",
         "model_id": wl.model_id, "rows": rows, "not_run": not_run,
     }
@@ -349,12 +441,121 @@ def losses(res: dict, method: str = "auto", lo: float = 3.0, hi: float = 8.0) ->
     return out
 
 
+def _label(r: dict) -> str:
+    return r["method"] + (f" s{r['seed']}" if "seed" in r else "")
+
+
+def _family(method: str) -> tuple[str, bool, int] | None:
+    """(transform, gptq, group) of a fixed-rate method, None for others."""
+    if method.startswith("rtn-g"):
+        return "fixed", False, int(method[5:])
+    if method in ROTATED or method in GPTQ_FIXED:
+        gptq = method.startswith("gptq-")
+        base, g = method.removeprefix("gptq-").rsplit("-g", 1)
+        return base, gptq, int(g)
+    return None
+
+
+def fixed_rate_summary(res: dict) -> list[dict]:
+    """Fixed-rate methods grouped over seeds: per (transform, gptq, group, bits) the mean, spread and range."""
+    enc = res["kind"] == "encoder"
+    keys = ("mean_cosine", "min_cosine") if enc else ("perplexity_change_pct", "mean_kl_nats", "top1_agreement")
+    groups: dict[tuple, list[dict]] = {}
+    for r in res["rows"]:
+        f = _family(r["method"])
+        if f is not None:
+            groups.setdefault((*f, r["requested_bits"]), []).append(r)
+    out = []
+    for (t, gptq, g, b), rs in sorted(groups.items(), key=lambda kv: (kv[0][3], kv[0][2], kv[0][1], kv[0][0])):
+        row = {"transform": t, "gptq": gptq, "group": g, "bits": b, "seeds": len(rs),
+               "bpw": float(np.mean([r["bpw"] for r in rs])), "weight_snr_db": float(np.mean([r["weight_snr_db"] for r in rs]))}
+        for k in keys:
+            v = np.array([r[k] for r in rs], np.float64)
+            row[k] = float(v.mean())
+            row[k + "_std"] = float(v.std(ddof=1)) if v.size > 1 else 0.0
+            row[k + "_range"] = [float(v.min()), float(v.max())]
+        out.append(row)
+    return out
+
+
+def fixed_rate_verdicts(res: dict) -> list[dict]:
+    """Issue 14's comparisons at each (gptq, group, bits): rft-fixed against fixed (RTN or GPTQ, same grid, same
+    bpw up to header bytes), against the randomised Hadamard and against the plain DFT, on the main metric
+    (mean cosine for encoders, mean KL for causal LMs), with the spread over seeds."""
+    enc = res["kind"] == "encoder"
+    key = "mean_cosine" if enc else "mean_kl_nats"
+    summ = {(r["transform"], r["gptq"], r["group"], r["bits"]): r for r in fixed_rate_summary(res)}
+    out = []
+    for (t, gptq, g, b), r in summ.items():
+        if t != "rft-fixed":
+            continue
+        v = {"gptq": gptq, "group": g, "bits": b, "metric": key, "rft": r[key], "rft_std": r[key + "_std"],
+             "rft_seeds": r["seeds"], "rft_bpw": r["bpw"]}
+        for other in ("fixed", "wht-fixed", "dft-fixed"):
+            o = summ.get((other, gptq, g, b))
+            if o is not None:
+                v[other] = o[key]
+                v[other + "_std"] = o[key + "_std"]
+                v[other + "_seeds"] = o["seeds"]
+                v[other + "_bpw"] = o["bpw"]
+                # positive: rft-fixed is better (higher cosine, lower KL); its standard error from the two spreads
+                v["rft_gain_vs_" + other] = (r[key] - o[key]) if enc else (o[key] - r[key])
+                v["rft_gain_se_vs_" + other] = math.sqrt(r[key + "_std"] ** 2 / r["seeds"] + o[key + "_std"] ** 2 / o["seeds"])
+        out.append(v)
+    return out
+
+
+def _pm(mean: float, std: float, n: int, fmt: str) -> str:
+    return f"{mean:{fmt}} ± {std:{fmt}}" if n > 1 else f"{mean:{fmt}}"
+
+
+def fixed_rate_tables(res: dict) -> str:
+    summ = fixed_rate_summary(res)
+    if not summ:
+        return ""
+    enc = res["kind"] == "encoder"
+    lines = ["\nFixed-rate methods, over seeds (mean ± sample standard deviation; one value when unseeded):", ""]
+    if enc:
+        lines += ["| bits | group | GPTQ | transform | seeds | bpw | weight SNR dB | mean cos | min cos |", "|---|---|---|---|---|---|---|---|---|"]
+    else:
+        lines += ["| bits | group | GPTQ | transform | seeds | bpw | weight SNR dB | ppl change % | KL nats | top-1 |",
+                  "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in summ:
+        head = f"| {r['bits']:g} | {r['group']} | {'yes' if r['gptq'] else 'no'} | {r['transform']} | {r['seeds']} | {r['bpw']:.3f} | {r['weight_snr_db']:.2f} |"
+        if enc:
+            lines.append(head + f" {_pm(r['mean_cosine'], r['mean_cosine_std'], r['seeds'], '.5f')} | "
+                         f"{_pm(r['min_cosine'], r['min_cosine_std'], r['seeds'], '.4f')} |")
+        else:
+            lines.append(head + f" {_pm(r['perplexity_change_pct'], r['perplexity_change_pct_std'], r['seeds'], '+.2f')} | "
+                         f"{_pm(r['mean_kl_nats'], r['mean_kl_nats_std'], r['seeds'], '.4f')} | "
+                         f"{_pm(100 * r['top1_agreement'], 100 * r['top1_agreement_std'], r['seeds'], '.1f')}% |")
+    ver = fixed_rate_verdicts(res)
+    if ver:
+        m = "mean cosine" if enc else "mean KL (nats)"
+        lines += ["", f"rft-fixed against the same grid without rotation, with the randomised Hadamard and with the plain DFT "
+                  f"({m}; gain > 0: rft-fixed better; ± the standard error of the difference of the means over seeds, "
+                  f"from the two sample spreads; * where |gain| > 2 standard errors):", "",
+                  "| bits | group | GPTQ | rft-fixed | gain vs fixed | gain vs wht-fixed | gain vs dft-fixed |", "|---|---|---|---|---|---|---|"]
+        for v in ver:
+            cells = []
+            for o in ("fixed", "wht-fixed", "dft-fixed"):
+                if "rft_gain_vs_" + o in v:
+                    g, se = v["rft_gain_vs_" + o], v["rft_gain_se_vs_" + o]
+                    star = "*" if se > 0 and abs(g) > 2 * se else ""
+                    cells.append(f"{g:+.5f} ± {se:.5f}{star}" if se > 0 else f"{g:+.5f}")
+                else:
+                    cells.append("-")
+            lines.append(f"| {v['bits']:g} | {v['group']} | {'yes' if v['gptq'] else 'no'} | "
+                         f"{_pm(v['rft'], v['rft_std'], v['rft_seeds'], '.5f')} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def format_row(r: dict) -> str:
     if "mean_cosine" in r:
         fid = f"cos mean {r['mean_cosine']:.4f} min {r['min_cosine']:.4f}"
     else:
         fid = f"ppl {r['perplexity_compressed']:.2f} ({r['perplexity_change_pct']:+.2f}%) KL {r['mean_kl_nats']:.4f} top1 {100 * r['top1_agreement']:.1f}%"
-    return (f"{r['method']:<13} {r['bpw']:6.3f} bpw {r['file_bytes'] / 2**20:8.2f} MiB  SNR {r['weight_snr_db']:6.2f} dB  "
+    return (f"{_label(r):<22} {r['bpw']:6.3f} bpw {r['file_bytes'] / 2**20:8.2f} MiB  SNR {r['weight_snr_db']:6.2f} dB  "
             f"{fid}  {r['encode_seconds']:6.1f} s")
 
 
@@ -366,10 +567,13 @@ def table(res: dict) -> str:
     for r in sorted(res["rows"], key=lambda r: (r["requested_bits"], r["bpw"])):
         fid = (f"{r['mean_cosine']:.4f} | {r['min_cosine']:.4f}" if enc else
                f"{r['perplexity_compressed']:.2f} | {r['perplexity_change_pct']:+.2f}% | {r['mean_kl_nats']:.4f} | {100 * r['top1_agreement']:.1f}%")
-        lines.append(f"| {r['method']} | {r['requested_bits']:g} | {r['bpw']:.3f} | {r['file_bytes'] / 2**20:.2f} | "
+        lines.append(f"| {_label(r)} | {r['requested_bits']:g} | {r['bpw']:.3f} | {r['file_bytes'] / 2**20:.2f} | "
                      f"{r['weight_snr_db']:.2f} | {fid} | {r['encode_seconds']:.1f} |")
     for n in res["not_run"]:
         lines.append(f"\nnot run: {n['method']} at {n['bits']:g} bits: {n['reason']}")
+    extra = fixed_rate_tables(res)
+    if extra:
+        lines.append(extra)
     if any(r["method"] == "auto" for r in res["rows"]):
         lost = losses(res)
         lines.append("\nauto vs each peer run at the same bit count (spending the same or more bits), 3-8 bits: "
@@ -389,7 +593,11 @@ def write_chart(res: dict, path: str | Path) -> None:
     enc = res["kind"] == "encoder"
     fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
     for m in dict.fromkeys(r["method"] for r in res["rows"]):
-        pts = sorted((r["bpw"], (1 - r["mean_cosine"]) if enc else r["mean_kl_nats"]) for r in res["rows"] if r["method"] == m)
+        per_bits: dict[float, list] = {}  # seeded methods: the mean over seeds
+        for r in res["rows"]:
+            if r["method"] == m:
+                per_bits.setdefault(r["requested_bits"], []).append((r["bpw"], (1 - r["mean_cosine"]) if enc else r["mean_kl_nats"]))
+        pts = sorted((float(np.mean([p[0] for p in v])), float(np.mean([p[1] for p in v]))) for v in per_bits.values())
         style = "-o" if m in OURS else "--s"
         ax.plot([p[0] for p in pts], [max(p[1], 1e-7) for p in pts], style, label=m, ms=4)
     ax.set_yscale("log")
@@ -409,7 +617,7 @@ def write_json(res: dict, path: str | Path) -> None:
 
 
 #: The files ``compare -o DIR`` writes into DIR.
-OUTPUT_FILES = ("compare.md", "compare.json", "compare_rd.png")
+OUTPUT_FILES = ("compare.md", "compare.json", "compare_rd.png", "compare.partial.jsonl")
 
 
 def check_outputs(outdir: str | Path, inputs: list[str | Path]) -> None:

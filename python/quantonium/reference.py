@@ -14,6 +14,10 @@ Conventions shared with the native module:
   the last element passes through unchanged.
 * Canonical RFT: ``Phi[j, k] = exp(2*pi*i*frac((k+1)*phi)*j)/sqrt(n)``,
   ``Phi_tilde = Phi (Phi^H Phi)^(-1/2)``, forward ``Phi_tilde^H x``.
+* Walsh-Hadamard transform (the peer of the Phi-RFT for incoherence
+  processing): for ``n = m * 2^k``, ``H_n = (H_m kron H_(2^k)) / sqrt(n)`` with
+  ``H_(2^k)`` Sylvester's and ``H_m`` Paley's (see :func:`hadamard_matrix`);
+  forward ``H_n x``, inverse ``H_n^T y``.
 """
 
 from __future__ import annotations
@@ -33,6 +37,10 @@ __all__ = [
     "rft_inverse",
     "rft_real_forward",
     "rft_real_inverse",
+    "hadamard_factor",
+    "hadamard_matrix",
+    "wht_forward",
+    "wht_inverse",
 ]
 
 
@@ -125,3 +133,104 @@ def canonical_rft_inverse(X: npt.ArrayLike, axis: int = -1) -> np.ndarray:
     basis = canonical_basis(rows.shape[-1])
     out = rows @ basis.T  # row form of Phi_tilde X
     return np.moveaxis(out, -1, axis).astype(_complex_dtype(X))
+
+
+# --- Walsh-Hadamard transform of any length n = m * 2^k with a known Hadamard matrix of order m -----
+
+#: largest order of a Paley Hadamard matrix built here
+HADAMARD_MAX_M = 256
+
+
+def _is_prime(q: int) -> bool:
+    return q >= 2 and all(q % d for d in range(2, int(q**0.5) + 1))
+
+
+def _jacobsthal(q: int) -> np.ndarray:
+    """Q[i, j] = chi(j - i) for the quadratic character chi of the prime field GF(q)."""
+    chi = -np.ones(q, np.int64)
+    chi[0] = 0
+    chi[[(x * x) % q for x in range(1, q)]] = 1
+    idx = (np.arange(q)[None, :] - np.arange(q)[:, None]) % q
+    return chi[idx]
+
+
+def hadamard_matrix(m: int) -> np.ndarray:
+    """A Hadamard matrix of order m (entries +-1, H H^T = m I), int8.
+
+    Orders: 1 and 2 (Sylvester), q + 1 for a prime q = 3 mod 4 (Paley I:
+    ``H = I + S``, S the skew conference matrix ``[[0, 1^T], [-1, Q]]``) and
+    2 (q + 1) for a prime q = 1 mod 4 (Paley II: ``C kron [[1, -1], [-1, -1]] +
+    I kron [[1, 1], [1, -1]]``, C the symmetric ``[[0, 1^T], [1, Q]]``), Q the
+    Jacobsthal matrix of GF(q). Other orders raise ``ValueError``.
+    """
+    if m == 1:
+        return np.ones((1, 1), np.int8)
+    if m == 2:
+        return np.array([[1, 1], [1, -1]], np.int8)
+    if m % 4 == 0 and m <= HADAMARD_MAX_M and _is_prime(m - 1) and (m - 1) % 4 == 3:
+        q = m - 1
+        s = np.zeros((m, m), np.int64)
+        s[0, 1:], s[1:, 0], s[1:, 1:] = 1, -1, _jacobsthal(q)
+        h = np.eye(m, dtype=np.int64) + s
+    elif m % 4 == 0 and m <= HADAMARD_MAX_M and _is_prime(m // 2 - 1) and (m // 2 - 1) % 4 == 1:
+        q = m // 2 - 1
+        c = np.zeros((q + 1, q + 1), np.int64)
+        c[0, 1:], c[1:, 0], c[1:, 1:] = 1, 1, _jacobsthal(q)
+        h = np.kron(c, np.array([[1, -1], [-1, -1]])) + np.kron(np.eye(q + 1, dtype=np.int64), np.array([[1, 1], [1, -1]]))
+    else:
+        raise ValueError(f"no Hadamard matrix of order {m} is built here (orders: 1, 2, and Paley's q + 1 or 2 (q + 1) "
+                         f"for a prime q, up to {HADAMARD_MAX_M})")
+    if not np.array_equal(h @ h.T, m * np.eye(m, dtype=np.int64)):  # a construction error, never input
+        raise AssertionError(f"Hadamard construction of order {m} failed")
+    return h.astype(np.int8)
+
+
+def hadamard_factor(n: int) -> tuple[int, int]:
+    """(m, p) with n = m * p, p a power of two and m the smallest order :func:`hadamard_matrix` builds."""
+    if n < 1:
+        raise ValueError(f"a Walsh-Hadamard transform needs a length >= 1, not {n}")
+    p = n & -n  # the largest power of two dividing n
+    while p >= 1:
+        m = n // p
+        try:
+            hadamard_matrix(m)
+            return m, p
+        except ValueError:
+            p //= 2
+    raise ValueError(f"no Hadamard matrix of order {n} is built here: n must be m * 2^k with m = 1, 2, or a Paley order "
+                     f"(q + 1 for a prime q = 3 mod 4, 2 (q + 1) for a prime q = 1 mod 4) up to {HADAMARD_MAX_M}")
+
+
+def _fwht_rows(x: np.ndarray) -> np.ndarray:
+    """Unnormalised Sylvester WHT along the last axis (its length a power of two), float64."""
+    rows, p = x.shape
+    h = 1
+    while h < p:
+        v = x.reshape(rows, p // (2 * h), 2, h)
+        x = np.stack((v[:, :, 0] + v[:, :, 1], v[:, :, 0] - v[:, :, 1]), axis=2).reshape(rows, p)
+        h *= 2
+    return x
+
+
+def _wht(x: npt.ArrayLike, axis: int, inverse: bool) -> np.ndarray:
+    x = np.asarray(x)
+    if x.dtype not in (np.float32, np.float64):
+        raise TypeError(f"wht takes float32 or float64, not {x.dtype}")
+    rows = np.moveaxis(x, axis, -1)
+    n = rows.shape[-1]
+    m, p = hadamard_factor(n)
+    h = hadamard_matrix(m).astype(np.float64)
+    flat = rows.reshape(-1, n).astype(np.float64)
+    y = _fwht_rows(flat.reshape(-1, p)).reshape(-1, m, p)
+    y = np.einsum("ab,rbp->rap", h.T if inverse else h, y) / np.sqrt(n)
+    return np.moveaxis(y.reshape(rows.shape), -1, axis).astype(x.dtype)
+
+
+def wht_forward(x: npt.ArrayLike, axis: int = -1) -> np.ndarray:
+    """Orthonormal Walsh-Hadamard transform along ``axis``: ``(H_m kron H_p) x / sqrt(n)``."""
+    return _wht(x, axis, inverse=False)
+
+
+def wht_inverse(y: npt.ArrayLike, axis: int = -1) -> np.ndarray:
+    """Inverse of :func:`wht_forward` (its transpose)."""
+    return _wht(y, axis, inverse=True)

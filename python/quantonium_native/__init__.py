@@ -14,6 +14,11 @@ canonical_rft_forward, canonical_rft_inverse
     Canonical (Gram-normalised golden-ratio) RFT, dense, n <= CANONICAL_MAX_N.
 canonical_basis, canonical_unitarity_error
     The cached canonical basis and its measured unitarity error.
+wht_forward, wht_inverse
+    Orthonormal Walsh-Hadamard transform of real rows, any length m * 2**k
+    with a Hadamard matrix of order m built here (Sylvester, Paley).
+hadamard_factor, hadamard_matrix
+    The factorisation n = m * 2**k used, and the matrix of order m.
 quantize_uniform, dequantize_uniform
     Uniform scalar quantisation, one step per group, optional dead zone.
 quantize_fixed, dequantize_fixed
@@ -41,6 +46,7 @@ CANONICAL_MAX_N, MAX_THREADS
 
 from ._core import (
     CANONICAL_MAX_N,
+    HADAMARD_MAX_M,
     MAX_THREADS,
     __version__,
     build_info,
@@ -52,6 +58,8 @@ from ._core import (
     dequantize_fixed,
     dequantize_uniform,
     energy_sums,
+    hadamard_factor,
+    hadamard_matrix,
     pack_bits,
     quantize_fixed,
     quantize_histograms,
@@ -66,10 +74,13 @@ from ._core import (
     rft_real_inverse,
     set_planner_effort,
     unpack_bits,
+    wht_forward,
+    wht_inverse,
 )
 
 __all__ = [
     "CANONICAL_MAX_N",
+    "HADAMARD_MAX_M",
     "MAX_THREADS",
     "__version__",
     "build_info",
@@ -81,6 +92,8 @@ __all__ = [
     "dequantize_fixed",
     "dequantize_uniform",
     "energy_sums",
+    "hadamard_factor",
+    "hadamard_matrix",
     "pack_bits",
     "quantize_fixed",
     "quantize_histograms",
@@ -95,4 +108,6 @@ __all__ = [
     "rft_real_inverse",
     "set_planner_effort",
     "unpack_bits",
+    "wht_forward",
+    "wht_inverse",
 ]

@@ -32,7 +32,7 @@ import tempfile
 from pathlib import Path
 
 MAX_MEMORY = 64 << 20
-CODEC_ORDER = ("lossless", "direct", "rft-dense", "fixed", "rft-spectral")
+CODEC_ORDER = ("lossless", "direct", "rft-dense", "fixed", "rft-spectral", "rft-fixed", "wht-fixed")  # append only
 DTYPE_ORDER = ("float32", "float16", "bfloat16")
 
 
@@ -128,7 +128,8 @@ def make_seeds(folder: Path) -> list[Path]:
     rng = np.random.default_rng(0)
     out = []
     runs = [("lossless", {}), ("direct", {"snr_db": 20}), ("rft-dense", {"snr_db": 20}), ("fixed", {"snr_db": 15}),
-            ("rft-spectral", {"keep": 0.5}), ("rft-spectral", {"keep": 0.3, "options": {"axis": 0}})]
+            ("rft-spectral", {"keep": 0.5}), ("rft-spectral", {"keep": 0.3, "options": {"axis": 0}}),
+            ("rft-fixed", {"snr_db": 15}), ("wht-fixed", {"snr_db": 15})]
     for dt in DTYPE_ORDER:
         w = (rng.standard_normal((8, 24)) * 0.1).astype(ml_dtypes.bfloat16 if dt == "bfloat16" else dt)
         path = folder / f"file-{dt}.qnt"

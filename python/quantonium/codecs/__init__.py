@@ -7,8 +7,11 @@ name               what it does
 ``direct``         one uniform step in the weight domain + rANS
 ``rft-dense``      real-orthogonal Phi-RFT along rows, then as ``direct``
 ``fixed``          RTN int2-8 with an fp16 scale per group of 32/64/128, packed
+``rft-fixed``      seeded random signs + real-orthogonal Phi-RFT along rows, then as ``fixed``
+``wht-fixed``      seeded random signs + Walsh-Hadamard along rows, then as ``fixed``
 ``rft-spectral``   keep the largest Phi-RFT coefficients along one axis
 ``auto``           tries the others on the tensor, keeps the best, records why
+                   (only the fixed-rate ones when asked for a fixed-rate format)
 =================  ==========================================================
 
 Each payload carries its codec's name, version and parameters; a decoder
@@ -29,6 +32,7 @@ import quantonium_native as qn
 from . import auto, lossless
 from .base import DTYPES, CodecError, Encoded, MemoryLimitError, Target, dtype_name, itemsize, numpy_dtype
 from .fixed import Fixed
+from .rotated import RftFixed, WhtFixed
 from .scalar import Direct, RftDense
 from .spectral import Spectral
 
@@ -62,6 +66,8 @@ CODECS: dict[str, tuple[int, Any]] = {
     "direct": (Direct.version, lambda **o: Direct(**o)),
     "rft-dense": (RftDense.version, lambda **o: RftDense(**o)),
     "fixed": (Fixed.version, lambda **o: Fixed(**o)),
+    "rft-fixed": (RftFixed.version, lambda **o: RftFixed(**o)),
+    "wht-fixed": (WhtFixed.version, lambda **o: WhtFixed(**o)),
     "rft-spectral": (Spectral.version, lambda **o: Spectral(**o)),
 }
 
@@ -85,16 +91,25 @@ def encode_tensor(
     nthreads: int = 1,
     options: dict[str, Any] | None = None,
 ) -> Encoded:
-    """Encodes one float32/float16/bfloat16 tensor; the result's SNR and bits are measured."""
+    """Encodes one float32/float16/bfloat16 tensor; the result's SNR and bits are measured.
+
+    ``options`` are the codec's constructor options; for ``auto``:
+    ``{"fixed_rate": True}`` limits the candidates to the fixed-rate codecs
+    (``fixed``, ``rft-fixed``, ``wht-fixed``).
+    """
     dtype_name(a)  # TypeError for other dtypes
     if codec != "lossless" and not _finite(a):
         raise ValueError("tensor holds NaN or inf: only the lossless codec stores those")
     if codec == "auto":
+        opts = dict(options or {})
+        fixed_rate = opts.pop("fixed_rate", False)
+        if opts or not isinstance(fixed_rate, bool):
+            raise ValueError(f"auto takes only the option fixed_rate (a bool), not {options!r}")
         if a.ndim <= 1 or a.size < SMALL_TENSOR:
             enc = lossless.encode(a, nthreads=nthreads)
             enc.report = {"selected_by": "auto", "reason": f"small tensor (ndim {a.ndim}, {a.size} values): lossless"}
             return enc
-        return auto.encode(a, Target(snr_db, bpw, keep), nthreads=nthreads)
+        return auto.encode(a, Target(snr_db, bpw, keep), nthreads=nthreads, fixed_rate=fixed_rate)
     if codec not in CODECS:
         raise ValueError(f"unknown codec {codec!r}; expected one of auto, {', '.join(CODECS)}")
     if codec == "lossless":

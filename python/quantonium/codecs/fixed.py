@@ -21,6 +21,55 @@ NAME = "fixed"
 VERSION = 1
 
 
+def level_streams(levels: np.ndarray, scales: np.ndarray, bits: int, group_size: int) -> list[bytes]:
+    """The symmetric payload streams (packed symbols, float16 scales) of integer levels and scales chosen elsewhere.
+
+    ``levels`` are in [-(2^(bits-1) - 1), 2^(bits-1) - 1] (any shape, taken in
+    C order); ``scales`` one float16 per group of ``group_size`` levels. The
+    symbols are ``level + 2^(bits-1) - 1`` packed as ``quantize_fixed`` packs
+    them, so that ``dequantize_fixed`` gives back ``level * scale``.
+    """
+    if not 2 <= bits <= 8:
+        raise ValueError(f"bits must be in [2, 8], not {bits}")
+    qmax = (1 << (bits - 1)) - 1
+    lv = np.asarray(levels).reshape(-1)
+    if lv.size and (int(lv.min()) < -qmax or int(lv.max()) > qmax):
+        raise ValueError(f"levels must lie in [-{qmax}, {qmax}] for {bits} bits")
+    sc = np.asarray(scales, np.float16).reshape(-1)
+    if sc.size != -(-lv.size // group_size) or not np.all(np.isfinite(sc)) or np.any(sc < 0):
+        raise ValueError(f"need {-(-lv.size // group_size)} finite non-negative float16 scales, got {sc.size}")
+    sym = (lv.astype(np.int16) + qmax).astype(np.uint8)
+    return [qn.pack_bits(sym, bits).tobytes(), sc.tobytes()]
+
+
+def dequantize_streams(packed, scale_stream, min_stream, n: int, bits: int, group_size: int, codec: str,
+                       nthreads: int = 1, *, finite: bool = False, memory: tuple[int, int | None, str] | None = None
+                       ) -> np.ndarray:
+    """The float32 values (flat, ``n`` of them) of validated fixed-rate streams; CodecError on any mismatch.
+
+    ``finite``: also refuse scales (and minimums) that are not finite, or negative scales.
+    ``memory``: ``(bytes, limit, what)`` checked by ``require_memory`` once the stream sizes are
+    known to match ``n`` and before anything is allocated.
+    """
+    ng = -(-n // group_size) if n else 0
+    if len(scale_stream) != 2 * ng or (min_stream is not None and len(min_stream) != 2 * ng):
+        raise CodecError(f"{codec}: scale streams do not hold {ng} float16 values")
+    need = (n * bits + 7) // 8
+    if len(packed) != need:
+        raise CodecError(f"{codec}: packed stream has {len(packed)} bytes, {n} values of {bits} bits need {need}")
+    if memory is not None:
+        require_memory(*memory)
+    scales = np.frombuffer(scale_stream, np.float16)
+    mins = np.frombuffer(min_stream, np.float16) if min_stream is not None else None
+    if finite and (not np.all(np.isfinite(scales)) or np.any(scales < 0)
+                   or (mins is not None and not np.all(np.isfinite(mins)))):
+        raise CodecError(f"{codec}: scales must be finite and non-negative")
+    try:
+        return qn.dequantize_fixed(packed, scales, mins, bits=bits, group_size=group_size, count=n, nthreads=nthreads)
+    except ValueError as e:
+        raise CodecError(f"{codec}: {e}") from None
+
+
 class Fixed:
     name = NAME
     version = VERSION
@@ -68,18 +117,20 @@ class Fixed:
         asym = param(params, "asymmetric", bool)
         if g % 8 or len(streams) != (3 if asym else 2):
             raise CodecError("fixed: bad group size or stream count")
-        ng = -(-n // g) if n else 0
-        if len(streams[1]) != 2 * ng or (asym and len(streams[2]) != 2 * ng):
-            raise CodecError(f"fixed: scale streams do not hold {ng} float16 values")
-        packed = (n * bits + 7) // 8
-        if len(streams[0]) != packed:
-            raise CodecError(f"fixed: packed stream has {len(streams[0])} bytes, {n} values of {bits} bits need {packed}")
-        require_memory(4 * n + (0 if dtype == "float32" else n * itemsize(dtype)), max_memory, f"fixed {dtype} of {n} values")
-        scales = np.frombuffer(streams[1], np.float16)
-        mins = np.frombuffer(streams[2], np.float16) if asym else None
-        try:
-            w = qn.dequantize_fixed(streams[0], scales, mins, bits=bits, group_size=g, count=n, nthreads=nthreads)
-        except ValueError as e:
-            raise CodecError(f"fixed: {e}") from None
+        memory = (4 * n + (0 if dtype == "float32" else n * itemsize(dtype)), max_memory, f"fixed {dtype} of {n} values")
+        w = dequantize_streams(streams[0], streams[1], streams[2] if asym else None, n, bits, g, NAME, nthreads,
+                               memory=memory)
         w = w.reshape(shape)
         return w if dtype == "float32" else from_float32(w, dtype)
+
+    def encode_levels(self, a: np.ndarray, levels: np.ndarray, scales: np.ndarray, bits: int, *,
+                      nthreads: int = 1) -> Encoded:
+        """A symmetric payload from integer levels and float16 scales chosen elsewhere (GPTQ); measured against ``a``."""
+        if self.asymmetric:
+            raise ValueError("encode_levels writes the symmetric form")
+        name = dtype_name(a)
+        params = {"bits": bits, "group_size": self.group_size, "asymmetric": False}
+        payload = pack_payload(NAME, VERSION, params, level_streams(levels, scales, bits, self.group_size))
+        w_hat = self.decode(payload, a.shape, name, nthreads=nthreads)
+        return Encoded(NAME, VERSION, payload, a.size, snr_db(as_float32(a), np.asarray(w_hat, np.float32)), params,
+                       stored_values=a.size, recon=np.asarray(w_hat, np.float32))

@@ -47,7 +47,7 @@ from .sink import QntSink
 
 __all__ = ["CODEC_CHOICES", "CompressResult", "compress", "validate_options"]
 
-CODEC_CHOICES = ("auto", "direct", "rft-dense", "rft-spectral", "fixed", "lossless")
+CODEC_CHOICES = ("auto", "direct", "rft-dense", "rft-spectral", "fixed", "rft-fixed", "wht-fixed", "lossless")
 
 
 @dataclass
@@ -94,10 +94,17 @@ class CompressResult:
 
 def validate_options(*, codec: str, snr_db: float | None, bpw: float | None, keep: float | None, threads: int,
                      allocate: bool, calibration: str | None, floor: float | None, include: str | None,
-                     exclude: str | None) -> tuple[bool, float | None]:
+                     exclude: str | None, fixed_rate: bool = False) -> tuple[bool, float | None]:
     """Checks every option before anything is loaded; returns (allocate, snr_db) as the run will use them."""
     if codec not in CODEC_CHOICES:
         raise ValueError(f"unknown codec {codec!r}; expected one of {', '.join(CODEC_CHOICES)}")
+    if fixed_rate:
+        if codec != "auto":
+            raise ValueError(f"--fixed-rate chooses among the fixed-rate codecs: it goes with --codec auto, not {codec!r}")
+        if keep is not None:
+            raise ValueError("--fixed-rate takes --bits or --snr, not --keep")
+        if allocate or calibration is not None:
+            raise ValueError("--fixed-rate is per tensor for now: it does not combine with --allocate / --calibration")
     if sum(v is not None for v in (snr_db, bpw, keep)) > 1:
         raise ValueError("give at most one of --bits, --snr, --keep")
     if not isinstance(threads, int) or threads < 1:
@@ -158,16 +165,20 @@ def compress(
     floor: float | None = None,
     resume: bool = False,
     calibration_tokens: int | None = None,
+    fixed_rate: bool = False,
 ) -> CompressResult:
     """Compresses ``source`` into ``out``; see the module docstring for the two kinds of runs.
 
     ``calibration``: a text file, or "builtin" for the bundled Wikipedia prose
     (implies ``allocate``). ``resume``: continue a killed run of the same
-    source and options (its partial file beside ``out``).
+    source and options (its partial file beside ``out``). ``fixed_rate``
+    (with ``codec="auto"``, per tensor): only the fixed-rate codecs are
+    candidates (``fixed``, ``rft-fixed``, ``wht-fixed``); each tensor's report
+    in the index says which won and why.
     """
     allocate, snr_db = validate_options(codec=codec, snr_db=snr_db, bpw=bpw, keep=keep, threads=threads,
                                         allocate=allocate, calibration=calibration, floor=floor, include=include,
-                                        exclude=exclude)
+                                        exclude=exclude, fixed_rate=fixed_rate)
     check_file(out, inputs=source_files(source))  # issue 11: a bad output fails before any work (outputs.py)
     t0 = time.perf_counter()
     with PeakSampler() as mem:
@@ -179,7 +190,7 @@ def compress(
         forced = {n for n in todo if (inc is not None and not inc.search(n)) or (exc is not None and exc.search(n))}
         options = {"codec": codec, "snr_db": snr_db, "bpw": bpw, "keep": keep, "include": include, "exclude": exclude,
                    "allocation": ("lagrangian" if allocate else None), "calibration": calibration, "floor": floor,
-                   "calibration_tokens": calibration_tokens,
+                   "calibration_tokens": calibration_tokens, "fixed_rate": fixed_rate,
                    "threads": threads if calibration is not None else None}  # torch results depend on threads
         model_meta = {
             "id": src.model_id,
@@ -190,7 +201,8 @@ def compress(
             "buffers": sorted(roles.buffers),
             "tied": roles.tied,
             "notes": roles.notes,
-            "codec_request": {k: options[k] for k in ("codec", "snr_db", "bpw", "keep", "include", "exclude", "allocation")},
+            "codec_request": {k: options[k] for k in ("codec", "snr_db", "bpw", "keep", "include", "exclude", "allocation",
+                                                      "fixed_rate")},
             "quantonium_version": __version__,
         }
         sink = QntSink(out, model=model_meta, files=src.files, run_key=run_key(src, options), resume=resume)
@@ -209,7 +221,7 @@ def compress(
             else:
                 extra = {}
                 _run_per_tensor(src, todo, forced, sink, codec=codec, snr_db=snr_db, bpw=bpw, keep=keep,
-                                threads=threads, progress=prog)
+                                threads=threads, progress=prog, fixed_rate=fixed_rate)
             entries = [sink.results.get(n) or sink.done[n] for n in todo]
             parameters = sum(_numel(e["shape"]) for e in entries)
             extra.update({"parameters": parameters, "source_bytes": src.source_bytes})
@@ -243,8 +255,9 @@ def is_small(shape) -> bool:
     return len(shape) <= 1 or _numel(shape) < SMALL_TENSOR
 
 
-def _run_per_tensor(src, todo, forced, sink, *, codec, snr_db, bpw, keep, threads, progress) -> None:
+def _run_per_tensor(src, todo, forced, sink, *, codec, snr_db, bpw, keep, threads, progress, fixed_rate=False) -> None:
     target = {k: v for k, v in (("snr_db", snr_db), ("bpw", bpw), ("keep", keep)) if v is not None}
+    options = {"fixed_rate": True} if fixed_rate else {}
 
     def jobs():
         for name in todo:
@@ -253,7 +266,7 @@ def _run_per_tensor(src, todo, forced, sink, *, codec, snr_db, bpw, keep, thread
             shape = tuple(src.shape(name))
             lossy = not is_small(shape) and name not in forced
             yield TensorJob(name, src.ref(name), codec if lossy else "lossless", target if lossy else {},
-                            source_dtype=src.source_dtypes.get(name))
+                            options=options if lossy else {}, source_dtype=src.source_dtypes.get(name))
 
     total = sum(src.nbytes(n) for n in todo if n not in sink.done)
     with progress.stage("encode", total) as update:
