@@ -113,10 +113,11 @@ def cluster(tmp_path_factory):
         c.close()
 
 
-def _gpt2(path: Path, n_embd: int = 64, n_layer: int = 2) -> Path:
+def _gpt2(path: Path, n_embd: int = 64, n_layer: int = 2, dtype=None) -> Path:
     torch.manual_seed(0)
     cfg = transformers.GPT2Config(n_layer=n_layer, n_embd=n_embd, n_head=4, vocab_size=1000, n_positions=128)
-    transformers.GPT2LMHeadModel(cfg).save_pretrained(path)
+    model = transformers.GPT2LMHeadModel(cfg)
+    (model if dtype is None else model.to(dtype)).save_pretrained(path)
     return path
 
 
@@ -205,7 +206,7 @@ def _can_hide() -> bool:
 
 @pytest.mark.skipif(not _can_hide(), reason="needs root and unshare to give a worker its own view of the files")
 def test_a_worker_that_cannot_see_the_source_gets_the_bytes(cluster, tmp_path):
-    src = _gpt2(tmp_path / "src")
+    src = _gpt2(tmp_path / "src", dtype=torch.bfloat16)  # bfloat16 (ml_dtypes) arrays travel too
     compress(str(src), tmp_path / "local.qnt", codec="direct", bpw=4.0, threads=2, progress=False)
     blind = cluster.worker(hide=src)
     try:
@@ -263,3 +264,26 @@ def test_an_unreachable_scheduler_is_one_line_and_no_file(tmp_path):
     r = subprocess.run([sys.executable, "-m", "quantonium", "compress", str(src), "-o", str(out), "--bits", "4",
                         "--executor", "ray://x:1"], capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1 and "dask://HOST:PORT" in r.stderr
+
+
+def test_a_cluster_run_killed_mid_file_resumes_locally(cluster, tmp_path):
+    """The client SIGKILLed in the middle of a payload (QUANTONIUM_FAULT): --resume without the cluster ends
+    with the local run's bytes (the run's key does not name the executor)."""
+    src = _gpt2(tmp_path / "src")
+    args = [str(src), "--codec", "direct", "--bits", "4", "--quiet"]
+
+    def cli(out, *extra, fault=None):
+        env = _env()
+        if fault:
+            env["QUANTONIUM_FAULT"] = fault
+        return subprocess.run([sys.executable, "-m", "quantonium", "compress", args[0], "-o", str(out), *args[1:],
+                               *extra], capture_output=True, text=True, env=env, timeout=300)
+
+    compress(str(src), tmp_path / "ref.qnt", codec="direct", bpw=4.0, threads=2, progress=False)
+    out = tmp_path / "m.qnt"
+    r = cli(out, "--executor", "dask://" + cluster.address[6:], fault="payload:7")
+    assert r.returncode == -signal.SIGKILL, r.stderr
+    assert not out.exists() and (tmp_path / ".m.qnt.partial").exists()
+    r = cli(out, "--resume")
+    assert r.returncode == 0, r.stderr
+    assert out.read_bytes() == (tmp_path / "ref.qnt").read_bytes()

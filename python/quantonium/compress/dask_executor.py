@@ -152,7 +152,7 @@ class DaskExecutor:
             from distributed import Client
         except ImportError as e:
             raise ImportError(f"--executor dask:// needs the 'distributed' package ({e}); "
-                              "pip install 'quantonium[dask]'") from None
+                              "pip install '.[dask]' (or bash scripts/setup.sh)") from None
         if address.startswith(SCHEME):
             address = parse_address(address)
         self.address = address
