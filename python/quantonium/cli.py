@@ -8,7 +8,7 @@ they set ``QUANTONIUM_MAX_MEMORY`` / ``QUANTONIUM_MAX_INDEX`` for the command).
 Subcommands (compare, chat, serve and bench arrive with their issues):
 
     quantonium compress SOURCE -o OUT.qnt [--codec C] [--bits B | --snr DB | --keep F] [--fixed-rate]
-                        [--include RE] [--exclude RE] [--threads N] [--json]
+                        [--include RE] [--exclude RE] [--threads N] [--executor dask://HOST:PORT] [--json]
     quantonium decompress FILE.qnt -o DIR
     quantonium inspect FILE.qnt [--json]
     quantonium inventory FILE.qnt [FILE.qnt ...] -o REPORT.md [--json REPORT.json] [--no-forward]
@@ -108,7 +108,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
         args.source, args.outfile, codec=args.codec, bpw=args.bits, snr_db=args.snr, keep=args.keep,
         include=args.include, exclude=args.exclude, threads=args.threads, progress=not args.quiet,
         allocate=args.allocate, calibration=args.calibration, floor=args.floor, resume=args.resume,
-        calibration_tokens=args.calibration_tokens, fixed_rate=args.fixed_rate,
+        calibration_tokens=args.calibration_tokens, fixed_rate=args.fixed_rate, executor=args.executor,
     )
     print(json.dumps(res.to_json(), indent=2) if args.json else res.summary())
     return 0
@@ -315,6 +315,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--include", help="regex: tensors to code with the codec (default all); others are lossless")
     c.add_argument("--exclude", help="regex: tensors to store lossless")
     c.add_argument("--threads", type=int, default=2, help="tensors encoded at once (default 2)")
+    c.add_argument("--executor", default="threads", metavar="threads|dask://HOST:PORT",
+                   help="where tensor jobs run: local threads (default) or a Dask (distributed) scheduler; "
+                        "the file written is the same")
     c.add_argument("--json", action="store_true", help="print the summary as JSON")
     c.add_argument("--quiet", action="store_true", help="no progress bar")
     c.set_defaults(func=cmd_compress)

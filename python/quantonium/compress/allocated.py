@@ -23,22 +23,58 @@ Stages (each with its progress bar), for a source of any size:
 
 Without calibration (``--allocate`` alone) stages 2 and the sweep are
 skipped: plain squared error, no GPTQ.
+
+On a cluster (``executor`` a :class:`~.dask_executor.DaskExecutor`): the
+sensitivities and the Gram sweep stay on the client (they need the model);
+the lossless stage and the curves (independent per tensor, the parallel part)
+run on the workers, results in plan order. The encode stage is sequential by
+design (each tensor's step is chosen after the real sizes of the tensors
+before it), so a cluster cannot make it faster: tensors without a Gram matrix
+are coded on a worker one at a time (the client stays free, the bytes are the
+same); tensors with a Gram matrix (GPTQ) are coded on the client, because
+shipping the matrix costs more than the weights it corrects (in x in float64:
+512 MiB for an 8192-input layer whose weights are 64 MiB), it would buy no
+parallelism, and GPTQ runs in torch, whose sums depend on the thread count
+and the CPU: on the client they are those of a local run.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
 
-from ..codecs.allocate import Allocator, allocation_scales, curve_for
+from ..codecs.allocate import Allocator, Curve, allocation_scales, curve_for
 from ..memory import bounded_allocator, trim
+from ..models.sources import TensorRef
 from .executor import ThreadExecutor
 from .jobs import run_job
 from .plan import TensorJob
 from .run import _numel, is_small
 
-__all__ = ["run_allocated"]
+__all__ = ["CurveJob", "curve_job", "run_allocated"]
+
+
+@dataclass
+class CurveJob:
+    """One tensor's rate-distortion curve to measure (picklable: runs wherever the executor sends it)."""
+
+    name: str
+    ref: TensorRef
+    codecs: tuple[str, ...]
+    row: np.ndarray | None
+    col: np.ndarray | None
+    weight: float
+    kind: str
+    nthreads: int = 1
+
+
+def curve_job(job: CurveJob) -> Curve:
+    """``codecs.allocate.curve_for`` on the job's tensor (the same curve for any ``nthreads``)."""
+    return curve_for(job.name, job.ref.read(), job.codecs, job.row, job.col, weight=job.weight, kind=job.kind,
+                     nthreads=job.nthreads)
 
 
 def _calibration_text(calibration: str) -> tuple[str, str]:
@@ -51,9 +87,13 @@ def _calibration_text(calibration: str) -> tuple[str, str]:
 
 
 def run_allocated(src, todo: list[str], sink, *, bpw: float, codec: str, forced: set[str], calibration: str | None,
-                  floor: float | None, threads: int, progress, tokens: int | None = None) -> dict[str, Any]:
+                  floor: float | None, threads: int, progress, tokens: int | None = None,
+                  executor=None) -> dict[str, Any]:
     """Runs the stages of the module docstring into ``sink``; returns metadata for the file's index."""
     from ..calibration import DEFAULT_FLOOR
+
+    executor = executor or ThreadExecutor(threads)
+    remote = executor.remote
 
     shapes = {n: tuple(src.shape(n)) for n in todo}
     small = [n for n in todo if is_small(shapes[n]) or n in forced]
@@ -95,7 +135,7 @@ def run_allocated(src, todo: list[str], sink, *, bpw: float, codec: str, forced:
     # 3. small tensors, lossless, exact bits
     jobs = (TensorJob(n, src.ref(n), "lossless", source_dtype=src.source_dtypes.get(n)) for n in small if n not in sink.done)
     with progress.stage("lossless", sum(src.nbytes(n) for n in small if n not in sink.done)) as update:
-        for res in ThreadExecutor(threads).map(run_job, jobs):
+        for res in executor.map(run_job, jobs):
             sink.add(res)
             update(res.source_nbytes)
     spent_small = sum(int((sink.results.get(n) or sink.done[n])["bits"]) for n in small)
@@ -127,12 +167,18 @@ def run_allocated(src, todo: list[str], sink, *, bpw: float, codec: str, forced:
     arrays = {n: src.ref(n) for n in large}
     scales = allocation_scales({n: _Shape(shapes[n]) for n in large}, sens)
     curves = []
-    with progress.stage("curves", sum(src.nbytes(n) for n in large)) as update:
+
+    def curve_jobs():
         for n in large:
             row, col, gm = scales[n]
-            curves.append(curve_for(n, arrays[n].read(), ("direct",) if n in gptq else codecs, row, col,
-                                    weight=gm * gm, kind="gptq" if n in gptq else "plain", nthreads=threads))
-            update(src.nbytes(n))
+            # on workers: one thread per curve, the parallelism is across tensors (curves do not depend on it)
+            yield CurveJob(n, arrays[n], ("direct",) if n in gptq else codecs, row, col, gm * gm,
+                           "gptq" if n in gptq else "plain", 1 if remote else threads)
+
+    with progress.stage("curves", sum(src.nbytes(n) for n in large)) as update:
+        for c in (executor.map(curve_job, curve_jobs()) if remote else map(curve_job, curve_jobs())):
+            curves.append(c)
+            update(src.nbytes(c.name))
     if sum(c.hull[0].bits for c in curves) > budget:
         raise ValueError(f"{bpw:g} bpw is below what these tensors can be coded in (all-zero symbols)")
     alloc = Allocator(curves, budget)
@@ -150,7 +196,8 @@ def run_allocated(src, todo: list[str], sink, *, bpw: float, codec: str, forced:
                             report={"rate_control": "lagrangian", "target_bpw": bpw, "weighted": n in sens,
                                     "gptq": gram is not None, "estimated_bits": round(p.bits),
                                     "weighted_distortion": p.dist})
-            res = run_job(job, nthreads=threads)
+            # GPTQ on the client, the others where the executor runs jobs (module docstring)
+            res = run_job(job, nthreads=threads) if gram is not None else executor.run(partial(run_job, nthreads=threads), job)
             q = alloc.coarser(n, p)
             if alloc.fits(n, res.encoded.bits) or q is None:
                 break

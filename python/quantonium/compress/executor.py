@@ -3,7 +3,8 @@
 ``ThreadExecutor`` is the local one: the native kernels release the GIL, so
 threads encode tensors in parallel. At most ``window`` jobs are in flight, so
 memory follows the tensors being coded, not the model. Another executor
-(a cluster, issue 13) only has to provide the same ``map``.
+only has to provide the same methods: ``map``, ``run``, ``attach``,
+``describe``, ``close`` (:class:`~.dask_executor.DaskExecutor`, issue 13).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
-__all__ = ["ThreadExecutor"]
+__all__ = ["ThreadExecutor", "check_executor_spec", "make_executor"]
 
 J = TypeVar("J")
 R = TypeVar("R")
@@ -24,6 +25,22 @@ class ThreadExecutor:
         if threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
         self.threads = threads
+
+    remote = False  # jobs run in this process (the Dask executor's are True)
+
+    def attach(self, paths: list[str], mappable: bool) -> str:
+        """Nothing to decide: jobs read the source in this process."""
+        return ""
+
+    def describe(self) -> dict:
+        return {"kind": "threads", "threads": self.threads}
+
+    def run(self, fn: Callable[[J], R], job: J) -> R:
+        """``fn(job)`` here, now."""
+        return fn(job)
+
+    def close(self) -> None:
+        pass
 
     def map(self, fn: Callable[[J], R], jobs: Iterable[J], *, window: int | None = None) -> Iterator[R]:
         """``fn(job)`` for every job, results in job order, at most ``window`` (default 2 x threads) in flight.
@@ -43,3 +60,24 @@ class ThreadExecutor:
             finally:
                 for f in pending:
                     f.cancel()
+
+
+def make_executor(spec: str | None, threads: int):
+    """The executor a ``--executor`` value names: ``threads`` (default, local) or ``dask://HOST:PORT``.
+
+    A Dask scheduler is connected to here (an unreachable one is an ``OSError``, one line).
+    """
+    if spec is None or spec in ("threads", "local"):
+        return ThreadExecutor(threads)
+    from .dask_executor import DaskExecutor, parse_address
+
+    return DaskExecutor(parse_address(spec))
+
+
+def check_executor_spec(spec: str | None) -> None:
+    """Validates a ``--executor`` value without connecting (``ValueError``)."""
+    if spec is None or spec in ("threads", "local"):
+        return
+    from .dask_executor import parse_address
+
+    parse_address(spec)

@@ -39,7 +39,7 @@ from ..container import FORMAT_MAJOR, FORMAT_MINOR
 from ..memory import PeakSampler, peak_rss_mib
 from ..models import classify, open_source, source_files
 from ..outputs import check_file
-from .executor import ThreadExecutor
+from .executor import ThreadExecutor, check_executor_spec, make_executor
 from .jobs import run_job
 from .plan import TensorJob
 from .progress import Progress
@@ -68,6 +68,8 @@ class CompressResult:
     resumed_tensors: int = 0
     #: per stage: {"stage", "seconds", "peak_anon_mib"} (progress.Progress.profile)
     stages: list[dict] = field(default_factory=list)
+    #: where the jobs ran: {"kind": "threads", ...} or the Dask executor's description (tensor data path)
+    executor: dict = field(default_factory=dict)
 
     @property
     def bpw(self) -> float:
@@ -166,6 +168,7 @@ def compress(
     resume: bool = False,
     calibration_tokens: int | None = None,
     fixed_rate: bool = False,
+    executor: str | None = None,
 ) -> CompressResult:
     """Compresses ``source`` into ``out``; see the module docstring for the two kinds of runs.
 
@@ -174,13 +177,31 @@ def compress(
     source and options (its partial file beside ``out``). ``fixed_rate``
     (with ``codec="auto"``, per tensor): only the fixed-rate codecs are
     candidates (``fixed``, ``rft-fixed``, ``wht-fixed``); each tensor's report
-    in the index says which won and why.
+    in the index says which won and why. ``executor``:
+    ``"threads"`` (default: a local thread pool of ``threads``) or
+    ``"dask://HOST:PORT"``, a ``distributed`` scheduler
+    (:mod:`quantonium.compress.dask_executor`); the file written is the same.
     """
     allocate, snr_db = validate_options(codec=codec, snr_db=snr_db, bpw=bpw, keep=keep, threads=threads,
                                         allocate=allocate, calibration=calibration, floor=floor, include=include,
                                         exclude=exclude, fixed_rate=fixed_rate)
     check_file(out, inputs=source_files(source))  # issue 11: a bad output fails before any work (outputs.py)
+    check_executor_spec(executor)
     t0 = time.perf_counter()
+    ex = make_executor(executor, threads)  # an unreachable scheduler fails here, before the model is read
+    try:
+        return _compress(ex, t0, source, out, codec=codec, snr_db=snr_db, bpw=bpw, keep=keep, include=include,
+                         exclude=exclude, threads=threads, progress=progress, allocate=allocate,
+                         calibration=calibration, floor=floor, resume=resume, calibration_tokens=calibration_tokens,
+                         fixed_rate=fixed_rate)
+    finally:
+        ex.close()
+
+
+def _compress(ex, t0, source, out, *, codec, snr_db, bpw, keep, include, exclude, threads, progress, allocate,
+              calibration, floor, resume, calibration_tokens, fixed_rate) -> CompressResult:
+    import sys
+
     with PeakSampler() as mem:
         src = open_source(source)
         roles = classify(src.names, src.config, src.shared)
@@ -205,23 +226,25 @@ def compress(
                                                       "fixed_rate")},
             "quantonium_version": __version__,
         }
+        line = ex.attach(list(src.paths), mappable=all(n in src.spans for n in todo))
+        if line:
+            print(f"quantonium: {line}", file=sys.stderr)
         sink = QntSink(out, model=model_meta, files=src.files, run_key=run_key(src, options), resume=resume)
         resumed = len(sink.done)
         prog = Progress(progress, sampler=mem)
         if sink.note:
-            import sys
-
             print(f"quantonium: {sink.note}", file=sys.stderr)
         try:
             if allocate:
                 from .allocated import run_allocated
 
                 extra = run_allocated(src, todo, sink, bpw=bpw, codec=codec, forced=forced, calibration=calibration,
-                                      floor=floor, threads=threads, progress=prog, tokens=calibration_tokens)
+                                      floor=floor, threads=threads, progress=prog, tokens=calibration_tokens,
+                                      executor=ex)
             else:
                 extra = {}
                 _run_per_tensor(src, todo, forced, sink, codec=codec, snr_db=snr_db, bpw=bpw, keep=keep,
-                                threads=threads, progress=prog, fixed_rate=fixed_rate)
+                                threads=threads, progress=prog, fixed_rate=fixed_rate, executor=ex)
             entries = [sink.results.get(n) or sink.done[n] for n in todo]
             parameters = sum(_numel(e["shape"]) for e in entries)
             extra.update({"parameters": parameters, "source_bytes": src.source_bytes})
@@ -240,6 +263,7 @@ def compress(
         peak_rss_mib=peak_rss_mib(), median_snr_db=statistics.median(snrs) if snrs else None,
         worst_snr_db=min(snrs) if snrs else None, codec_mix=mix, peak_anon_mib=mem.peak,
         tensor_bits=sum(int(e["bits"]) for e in entries), resumed_tensors=resumed, stages=prog.profile,
+        executor=ex.describe(),
     )
 
 
@@ -255,7 +279,8 @@ def is_small(shape) -> bool:
     return len(shape) <= 1 or _numel(shape) < SMALL_TENSOR
 
 
-def _run_per_tensor(src, todo, forced, sink, *, codec, snr_db, bpw, keep, threads, progress, fixed_rate=False) -> None:
+def _run_per_tensor(src, todo, forced, sink, *, codec, snr_db, bpw, keep, threads, progress, fixed_rate=False,
+                    executor=None) -> None:
     target = {k: v for k, v in (("snr_db", snr_db), ("bpw", bpw), ("keep", keep)) if v is not None}
     options = {"fixed_rate": True} if fixed_rate else {}
 
@@ -270,6 +295,6 @@ def _run_per_tensor(src, todo, forced, sink, *, codec, snr_db, bpw, keep, thread
 
     total = sum(src.nbytes(n) for n in todo if n not in sink.done)
     with progress.stage("encode", total) as update:
-        for res in ThreadExecutor(threads).map(run_job, jobs()):
+        for res in (executor or ThreadExecutor(threads)).map(run_job, jobs()):
             sink.add(res)
             update(res.source_nbytes)
