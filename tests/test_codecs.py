@@ -49,6 +49,23 @@ def test_lossless_is_bit_exact(shape, dtype, seed, special):
     assert enc.bits == 8 * len(enc.payload)
 
 
+@pytest.mark.parametrize("dtype", list(DTYPES))
+def test_lossless_stores_near_random_planes_raw_and_codes_the_others(dtype):
+    from quantonium.codecs import lossless
+
+    n = 3 * lossless.DECIDE_SAMPLE  # above the size where every plane is coded and compared
+    a = weights(np.random.default_rng(7), (n,), dtype)
+    enc = encode_tensor(a, "lossless", nthreads=2)
+    modes = enc.params["modes"]
+    assert modes[0] == "rans"  # the exponent of Gaussian weights: far from random
+    planes = lossless._planes(a, dtype)
+    assert lossless._worth_coding(planes[0])
+    if dtype == "float32":  # the middle mantissa byte of Gaussian values is uniform: stored without being coded
+        assert not lossless._worth_coding(planes[2]) and modes[2] == "raw"
+    back = decode_tensor(enc.payload, "lossless", a.shape, dtype, nthreads=2)
+    np.testing.assert_array_equal(back.reshape(-1).view(np.uint8), a.reshape(-1).view(np.uint8))
+
+
 @settings(max_examples=20, deadline=None)
 @given(rows=st.integers(4, 60), cols=st.integers(64, 300), dtype=st.sampled_from(list(DTYPES)), codec=st.sampled_from(["direct", "rft-dense"]), snr=st.floats(8, 40), seed=st.integers(0, 2**31))
 def test_scalar_codecs_reach_the_target_snr(rows, cols, dtype, codec, snr, seed):

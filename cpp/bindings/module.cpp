@@ -14,6 +14,7 @@ void add_quant(pybind11::module_& m);
 void add_entropy(pybind11::module_& m);
 void add_hadamard(pybind11::module_& m);
 void add_stats(pybind11::module_& m);
+void add_planes(pybind11::module_& m);
 }  // namespace qnpy
 
 PYBIND11_MODULE(_core, m) {
@@ -26,4 +27,5 @@ PYBIND11_MODULE(_core, m) {
   qnpy::add_entropy(m);
   qnpy::add_hadamard(m);
   qnpy::add_stats(m);
+  qnpy::add_planes(m);
 }

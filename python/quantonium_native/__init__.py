@@ -30,6 +30,9 @@ rans_encode, rans_decode, rans_stream_info
     (format 2: interleaved, chunked, threaded; format-1 streams still decode).
 rans_stream_size
     Exact table size and estimated payload of a stream with given symbol counts.
+byte_planes, or_byte_plane
+    Float bit patterns split into exponent and sign+mantissa byte planes, and
+    joined back plane by plane (the lossless codec's split, exact).
 energy_sums
     Signal and error energy of a tensor against its reconstruction (float64
     sums, thread-count independent): the SNR of large tensors without copies.
@@ -50,6 +53,7 @@ from ._core import (
     MAX_THREADS,
     __version__,
     build_info,
+    byte_planes,
     canonical_basis,
     canonical_rft_forward,
     canonical_rft_inverse,
@@ -60,6 +64,7 @@ from ._core import (
     energy_sums,
     hadamard_factor,
     hadamard_matrix,
+    or_byte_plane,
     pack_bits,
     quantize_fixed,
     quantize_histograms,
@@ -84,6 +89,7 @@ __all__ = [
     "MAX_THREADS",
     "__version__",
     "build_info",
+    "byte_planes",
     "canonical_basis",
     "canonical_rft_forward",
     "canonical_rft_inverse",
@@ -94,6 +100,7 @@ __all__ = [
     "energy_sums",
     "hadamard_factor",
     "hadamard_matrix",
+    "or_byte_plane",
     "pack_bits",
     "quantize_fixed",
     "quantize_histograms",

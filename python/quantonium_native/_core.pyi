@@ -124,6 +124,14 @@ def energy_sums(
     y: npt.NDArray[np.float32] | npt.NDArray[np.float64] | None = None,
     *, nthreads: int = 1,
 ) -> tuple[float, float]: ...
+def byte_planes(
+    x: npt.NDArray[np.uint32] | npt.NDArray[np.uint16],
+    layout: Literal["float32", "float16", "bfloat16"], *, nthreads: int = 1,
+) -> list[npt.NDArray[np.uint8]]: ...
+def or_byte_plane(
+    out: npt.NDArray[np.uint32] | npt.NDArray[np.uint16], plane: npt.NDArray[np.uint8], index: int,
+    layout: Literal["float32", "float16", "bfloat16"], *, nthreads: int = 1,
+) -> None: ...
 def quantize_histograms(
     c: _F32, steps: _F32, *, nthreads: int = 1,
 ) -> tuple[npt.NDArray[np.int64], list[npt.NDArray[np.int64]], npt.NDArray[np.float64]]: ...

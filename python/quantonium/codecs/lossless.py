@@ -35,62 +35,59 @@ _LAYOUT = {  # dtype: (uint view, exponent shift, exponent mask, mantissa bits, 
 }
 
 
-def _planes(a: np.ndarray, name: str) -> list[np.ndarray]:
-    ut, eshift, emask, mbits, sshift = _LAYOUT[name]
-    u = a.reshape(-1).view(ut).astype(np.uint32)
-    exp = ((u >> eshift) & emask).astype(np.uint8)
-    sm = ((u >> sshift) << mbits) | (u & ((1 << mbits) - 1))
-    nplanes = (mbits + 1 + 7) // 8
-    return [exp] + [((sm >> (8 * i)) & 0xFF).astype(np.uint8) for i in range(nplanes)]
+_UINT = {"float32": np.uint32, "float16": np.uint16, "bfloat16": np.uint16}
+
+#: Values in the sample that decides whether a plane is worth coding (see ``_worth_coding``).
+DECIDE_SAMPLE = 1 << 20
+#: A plane whose sampled order-0 entropy leaves less than this fraction to gain is stored raw
+#: without being coded (the near-random low mantissa bytes: coding them would cost time for nothing).
+RAW_GAIN = 0.002
+
+
+def _planes(a: np.ndarray, name: str, nthreads: int = 1) -> list[np.ndarray]:
+    """[exponent, sign+mantissa low byte, ...] (``quantonium_native.byte_planes``: one pass, exact)."""
+    return qn.byte_planes(np.ascontiguousarray(a).reshape(-1).view(_UINT[name]), name, nthreads=nthreads)
 
 
 def _join(planes: list[np.ndarray], name: str) -> np.ndarray:
-    ut, eshift, _, mbits, sshift = _LAYOUT[name]
-    sm = np.zeros(planes[0].size, np.uint32)
-    for i, p in enumerate(planes[1:]):
-        sm |= p.astype(np.uint32) << (8 * i)
-    u = (planes[0].astype(np.uint32) << eshift) | ((sm >> mbits) << sshift) | (sm & ((1 << mbits) - 1))
-    return u.astype(ut).view(numpy_dtype(name))
+    out = np.zeros(planes[0].size, _UINT[name])
+    for i, p in enumerate(planes):
+        qn.or_byte_plane(out, p, i, name)
+    return out.view(numpy_dtype(name))
+
+
+def _worth_coding(p: np.ndarray) -> bool:
+    """False when a strided sample's order-0 entropy says rANS would save under RAW_GAIN of the plane."""
+    if p.size <= DECIDE_SAMPLE:
+        return True  # small planes: code them and compare, it is cheap
+    sample = p[:: p.size // DECIDE_SAMPLE][:DECIDE_SAMPLE]
+    counts = np.bincount(sample, minlength=256).astype(np.float64)
+    q = counts[counts > 0] / sample.size
+    bits = float(-(q * np.log2(q)).sum())
+    return bits < 8.0 * (1.0 - RAW_GAIN)
 
 
 def encode(a: np.ndarray, target: Target | None = None, *, nthreads: int = 1) -> Encoded:
     del target  # lossless: every target is met exactly
     name = dtype_name(a)
-    planes = _planes(np.ascontiguousarray(a), name)
+    planes = _planes(a, name, nthreads)
+
+    def code(p: np.ndarray) -> bytes | None:
+        return qn.rans_encode(p) if _worth_coding(p) else None
+
     with ThreadPoolExecutor(max(1, nthreads)) as pool:
-        coded = list(pool.map(qn.rans_encode, planes))
+        coded = list(pool.map(code, planes))
     streams, modes = [], []
     for p, c in zip(planes, coded):
-        if len(c) < p.size:
+        if c is not None and len(c) < p.size:
             streams.append(c)
             modes.append("rans")
         else:
-            streams.append(p.tobytes())
+            streams.append(memoryview(p))
             modes.append("raw")
     params = {"dtype": name, "modes": modes}
     payload = pack_payload(NAME, VERSION, params, streams)
     return Encoded(NAME, VERSION, payload, a.size, float("inf"), params, stored_values=a.size)
-
-
-#: Values joined at a time: the temporaries of the join stay about 16 bytes x this.
-JOIN_CHUNK = 1 << 20
-
-
-def _accumulate(out: np.ndarray, plane: np.ndarray, index: int, name: str) -> None:
-    """ORs one decoded byte plane into the output's integer view, in chunks (the bits of :func:`_join`)."""
-    _, eshift, _, mbits, sshift = _LAYOUT[name]
-    shift = eshift if index == 0 else 8 * (index - 1)
-    sign = index > 0 and shift + 8 > mbits  # the plane that holds the sign bit
-    u = np.empty(min(plane.size, JOIN_CHUNK), np.uint32)
-    for s in range(0, plane.size, JOIN_CHUNK):
-        p = plane[s : s + JOIN_CHUNK]
-        v = u[: p.size]
-        np.left_shift(p, shift, out=v, dtype=np.uint32)
-        if sign:
-            top = (v >> mbits) << sshift
-            v &= (1 << mbits) - 1
-            v |= top
-        np.bitwise_or(out[s : s + p.size], v, out=out[s : s + p.size], casting="unsafe")
 
 
 def decode(payload, shape: tuple[int, ...], dtype: str, *, nthreads: int = 1, max_memory: int | None = None) -> np.ndarray:
@@ -115,8 +112,7 @@ def decode(payload, shape: tuple[int, ...], dtype: str, *, nthreads: int = 1, ma
             raise CodecError(f"unknown plane mode {mode!r}")
     workers = max(1, min(nthreads, expected))
     coded = sum(m == "rans" for m in modes)
-    require_memory(n * np.dtype(ut).itemsize + min(workers, coded) * n + 16 * min(n, JOIN_CHUNK) * workers,
-                   max_memory, f"lossless {dtype} of {n} values")
+    require_memory(n * np.dtype(ut).itemsize + min(workers, coded) * n, max_memory, f"lossless {dtype} of {n} values")
 
     def plane(i: int) -> np.ndarray:
         if modes[i] == "raw":
@@ -129,6 +125,6 @@ def decode(payload, shape: tuple[int, ...], dtype: str, *, nthreads: int = 1, ma
         for first in range(0, expected, workers):  # at most `workers` decoded planes alive at once
             batch = order[first : first + workers]
             for i, p in zip(batch, pool.map(plane, batch)):
-                _accumulate(out, p, i, dtype)
+                qn.or_byte_plane(out, p, i, dtype, nthreads=workers)
                 del p
     return out.view(numpy_dtype(dtype)).reshape(shape)
