@@ -87,3 +87,26 @@ def test_a_read_only_output_is_refused():
     out.flags.writeable = False
     with pytest.raises(ValueError, match="writeable"):
         qn.or_byte_plane(out, np.zeros(4, np.uint8), 0, "float32")
+
+
+@pytest.mark.parametrize("name", list(LAYOUT))
+def test_join_equals_oring_every_plane(name):
+    u = patterns(name, 100_003, 2)
+    planes = qn.byte_planes(u, name)
+    np.testing.assert_array_equal(qn.join_byte_planes(planes, name, nthreads=2), u)
+    rng = np.random.default_rng(3)  # hostile planes (any byte anywhere): the same bits as the plane-by-plane OR
+    junk = [rng.integers(0, 256, u.size, dtype=np.uint8) for _ in planes]
+    ored = np.zeros(u.size, u.dtype)
+    for i, p in enumerate(junk):
+        qn.or_byte_plane(ored, p, i, name)
+    np.testing.assert_array_equal(qn.join_byte_planes(junk, name), ored)
+
+
+@pytest.mark.parametrize("call, err, msg", [
+    (lambda: qn.join_byte_planes([np.zeros(4, np.uint8)] * 3, "float32"), ValueError, "float32 has 4 planes, got 3"),
+    (lambda: qn.join_byte_planes([np.zeros(4, np.uint8), np.zeros(5, np.uint8)], "bfloat16"), ValueError, "hold 4 and 5"),
+    (lambda: qn.join_byte_planes([np.zeros(4, np.uint8), np.zeros(4, np.int16)], "bfloat16"), TypeError, "plane 1"),
+])
+def test_join_refuses_bad_planes(call, err, msg):
+    with pytest.raises(err, match=msg):
+        call()

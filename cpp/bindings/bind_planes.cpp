@@ -88,6 +88,43 @@ void or_byte_plane(const py::object& outo, const py::object& planeo, int index, 
     go(std::uint16_t{});
 }
 
+py::array join_byte_planes(const py::sequence& seq, const std::string& layout, int nthreads) {
+  const char* fname = "join_byte_planes";
+  check_nthreads(nthreads, fname);
+  const qn::FloatLayout f = float_layout(layout, fname);
+  const int np_ = qn::plane_layout(f).planes;
+  if (static_cast<int>(py::len(seq)) != np_)
+    throw py::value_error(std::string(fname) + ": " + layout + " has " + std::to_string(np_) + " planes, got " +
+                          std::to_string(py::len(seq)));
+  std::vector<py::array> planes;
+  std::array<const std::uint8_t*, 4> ptr{};
+  py::ssize_t n = -1;
+  for (int p = 0; p < np_; ++p) {
+    py::array a = as_array(seq[static_cast<std::size_t>(p)]);
+    if (!a.dtype().equal(py::dtype::of<std::uint8_t>()))
+      throw py::type_error(std::string(fname) + ": planes must be uint8, plane " + std::to_string(p) + " is " +
+                           dtype_str(a));
+    if (n >= 0 && a.size() != n)
+      throw py::value_error(std::string(fname) + ": planes hold " + std::to_string(n) + " and " +
+                            std::to_string(a.size()) + " bytes");
+    n = a.size();
+    planes.push_back(c_contig(a));
+    ptr[static_cast<std::size_t>(p)] = static_cast<const std::uint8_t*>(planes.back().data());
+  }
+  auto go = [&](auto tag) -> py::array {
+    using U = decltype(tag);
+    py::array_t<U> out(n);
+    U* op = out.mutable_data();
+    {
+      py::gil_scoped_release release;
+      qn::join_planes(ptr.data(), n, f, op, nthreads);
+    }
+    return out;
+  };
+  if (f == qn::FloatLayout::f32) return go(std::uint32_t{});
+  return go(std::uint16_t{});
+}
+
 }  // namespace
 
 void add_planes(py::module_& m) {
@@ -125,6 +162,22 @@ layout : {"float32", "float16", "bfloat16"}
 nthreads : int
 )doc",
         "out"_a, "plane"_a, "index"_a, "layout"_a, py::kw_only(), "nthreads"_a = 1);
+  m.def("join_byte_planes", &join_byte_planes, R"doc(
+Joins every byte plane back into bit patterns in one pass (the inverse of ``byte_planes``).
+
+Parameters
+----------
+planes : sequence of uint8 ndarrays of one size
+    All the planes of the layout, in ``byte_planes``' order.
+layout : {"float32", "float16", "bfloat16"}
+nthreads : int
+
+Returns
+-------
+1-D ndarray of uint32 ("float32") or uint16
+    Equal to ORing every plane with ``or_byte_plane`` into zeros.
+)doc",
+        "planes"_a, "layout"_a, py::kw_only(), "nthreads"_a = 1);
 }
 
 }  // namespace qnpy

@@ -69,6 +69,36 @@ void or_plane(U* bits, const std::uint8_t* plane, index_t count, int index, Floa
   });
 }
 
+template <class U, int P>
+void join_block(const std::uint8_t* const* planes, index_t b, index_t e, const PlaneLayout& L, U* bits) {
+  const std::uint32_t mant_mask = (std::uint32_t{1} << L.mant_bits) - 1;
+  const int es = L.exp_shift, mb = L.mant_bits, ss = L.sign_shift;
+  const std::uint8_t* in[P];
+  for (int p = 0; p < P; ++p) in[p] = planes[p];
+  for (index_t i = b; i < e; ++i) {
+    std::uint32_t sm = 0;
+    for (int p = 1; p < P; ++p) sm |= static_cast<std::uint32_t>(in[p][i]) << (8 * (p - 1));
+    // as or_plane, plane by plane: the exponent unmasked, sign+mantissa bits above the mantissa to the sign
+    const std::uint32_t u = (static_cast<std::uint32_t>(in[0][i]) << es) | (sm & mant_mask) | ((sm >> mb) << ss);
+    bits[i] = static_cast<U>(u);
+  }
+}
+
+template <class U>
+void join_planes(const std::uint8_t* const* planes, index_t count, FloatLayout f, U* bits, int nthreads) {
+  check_width<U>(f);
+  const PlaneLayout L = plane_layout(f);
+  detail::parallel_for(count, nthreads, kGrain, [&](index_t b, index_t e) {
+    switch (L.planes) {
+      case 4: join_block<U, 4>(planes, b, e, L, bits); break;
+      case 3: join_block<U, 3>(planes, b, e, L, bits); break;
+      default: join_block<U, 2>(planes, b, e, L, bits); break;
+    }
+  });
+}
+
+template void join_planes<std::uint32_t>(const std::uint8_t* const*, index_t, FloatLayout, std::uint32_t*, int);
+template void join_planes<std::uint16_t>(const std::uint8_t* const*, index_t, FloatLayout, std::uint16_t*, int);
 template void split_planes<std::uint32_t>(const std::uint32_t*, index_t, FloatLayout, std::uint8_t* const*, int);
 template void split_planes<std::uint16_t>(const std::uint16_t*, index_t, FloatLayout, std::uint8_t* const*, int);
 template void or_plane<std::uint32_t>(std::uint32_t*, const std::uint8_t*, index_t, int, FloatLayout, int);

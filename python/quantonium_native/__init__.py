@@ -30,7 +30,7 @@ rans_encode, rans_decode, rans_stream_info
     (format 2: interleaved, chunked, threaded; format-1 streams still decode).
 rans_stream_size
     Exact table size and estimated payload of a stream with given symbol counts.
-byte_planes, or_byte_plane
+byte_planes, or_byte_plane, join_byte_planes
     Float bit patterns split into exponent and sign+mantissa byte planes, and
     joined back plane by plane (the lossless codec's split, exact).
 energy_sums
@@ -64,6 +64,7 @@ from ._core import (
     energy_sums,
     hadamard_factor,
     hadamard_matrix,
+    join_byte_planes,
     or_byte_plane,
     pack_bits,
     quantize_fixed,
@@ -100,6 +101,7 @@ __all__ = [
     "energy_sums",
     "hadamard_factor",
     "hadamard_matrix",
+    "join_byte_planes",
     "or_byte_plane",
     "pack_bits",
     "quantize_fixed",

@@ -1,5 +1,6 @@
 """Type stubs of the compiled module quantonium_native._core."""
 
+from collections.abc import Sequence
 from typing import Literal, TypedDict, overload
 
 import numpy as np
@@ -132,6 +133,9 @@ def or_byte_plane(
     out: npt.NDArray[np.uint32] | npt.NDArray[np.uint16], plane: npt.NDArray[np.uint8], index: int,
     layout: Literal["float32", "float16", "bfloat16"], *, nthreads: int = 1,
 ) -> None: ...
+def join_byte_planes(
+    planes: Sequence[npt.NDArray[np.uint8]], layout: Literal["float32", "float16", "bfloat16"], *, nthreads: int = 1,
+) -> npt.NDArray[np.uint32] | npt.NDArray[np.uint16]: ...
 def quantize_histograms(
     c: _F32, steps: _F32, *, nthreads: int = 1,
 ) -> tuple[npt.NDArray[np.int64], list[npt.NDArray[np.int64]], npt.NDArray[np.float64]]: ...

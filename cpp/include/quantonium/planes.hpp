@@ -47,4 +47,8 @@ void split_planes(const U* bits, index_t count, FloatLayout f, std::uint8_t* con
 template <class U>
 void or_plane(U* bits, const std::uint8_t* plane, index_t count, int index, FloatLayout f, int nthreads);
 
+/// bits[i] = the value whose planes are planes[0..P)[i] (one pass; the inverse of split_planes).
+template <class U>
+void join_planes(const std::uint8_t* const* planes, index_t count, FloatLayout f, U* bits, int nthreads);
+
 }  // namespace qn
