@@ -223,6 +223,11 @@ def table(doc: dict) -> str:
                 o, z = r["lossless"]["ours"], r["lossless"]["zipnn"]
                 lines.append(f"| {r['model']} | {o['ratio']:.3f}, {o['compress_mb_s']:.0f} / {o['decompress_mb_s']:.0f} | "
                              f"{z['ratio']:.3f}, {z['compress_mb_s']:.0f} / {z['decompress_mb_s']:.0f} |")
+    lines += ["", "Measured (commit, time, 1-minute load average at the end of the step):"]
+    for r in doc["models"]:
+        for k in ("direct", "auto", "decompress", "load", "lossless"):
+            if k in r and "commit" in r[k]:
+                lines.append(f"- {r['model']} {k}: {r[k]['commit']}, {r[k]['when']}, load {r[k]['load_avg_1m']:.1f}")
     return "\n".join(lines)
 
 
