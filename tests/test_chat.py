@@ -442,7 +442,7 @@ def test_terminal_ctrl_c_stops_the_reply_not_the_program(chat_models):
         n = int(re.search(r"\| (\d+) tokens \(cancelled\)", line).group(1))
         assert 0 < n < 2000
         assert line[mark:].index("(reply stopped)") < line[mark:].index("[tiny | ")  # then the status line
-        t.read_until(r">>> ")
+        t.read_until(r">>> ", start=len(line))  # the prompt after the status line, not the first one
         t.send("\x03")  # Ctrl-C at the prompt clears it
         t.read_until(r"\(Ctrl-D or /quit exits\)")
         t.send("/stats\n")
@@ -486,3 +486,20 @@ def test_smollm2_knows_the_capital_of_france(smollm2_qnt):
     assert r.returncode == 0, r.stderr
     assert "Paris" in r.stdout, r.stdout
     assert "(stop)" in r.stderr  # it ended on its own end-of-turn token
+
+
+def test_a_ctrl_c_between_a_reply_and_the_prompt_does_not_end_the_chat(tmp_path):
+    """The reply's SIGINT handler is gone once it returns: a Ctrl-C before the next prompt lands in the loop."""
+    import io
+
+    from quantonium.chat.terminal import ChatSession
+
+    class Interrupted(ChatSession):
+        def reply(self, line):
+            raise KeyboardInterrupt  # as if Ctrl-C arrived while the status line was printed
+
+    err = io.StringIO()
+    s = Interrupted(None, GREEDY, out=io.StringIO(), err=err)  # no model is loaded before the first reply
+    lines = iter(["hello", "/quit"])
+    assert s.run(read=lambda _p: next(lines), interactive=True) == 0
+    assert "(Ctrl-D or /quit exits)" in err.getvalue()

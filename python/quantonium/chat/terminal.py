@@ -222,11 +222,15 @@ class ChatSession:
                 continue
             if not line.strip():
                 continue
-            if line.startswith("/"):
-                if not self.command(line):
-                    return 0
-                continue
             try:
+                if line.startswith("/"):
+                    if not self.command(line):
+                        return 0
+                    continue
                 self.reply(line)
             except PromptTooLong as e:
                 self.say(f"cannot answer: {e}; /reset starts a new conversation")
+            except KeyboardInterrupt:
+                # a Ctrl-C between the end of a reply (or command) and the next prompt: the reply's own
+                # handler is gone, so it lands here; like one at the prompt, it does not end the chat
+                self.say("\n(Ctrl-D or /quit exits)")
