@@ -72,14 +72,18 @@ def encode(a: np.ndarray, target: Target | None = None, *, nthreads: int = 1) ->
     del target  # lossless: every target is met exactly
     name = dtype_name(a)
     planes = _planes(a, name, nthreads)
-
-    def code(p: np.ndarray) -> bytes | None:
-        return qn.rans_encode(p) if _worth_coding(p) else None
-
-    with ThreadPoolExecutor(max(1, nthreads)) as pool:
-        coded = list(pool.map(code, planes))
+    todo = [i for i, p in enumerate(planes) if _worth_coding(p)]
+    coded: dict[int, bytes] = {}
+    # the threads go to the planes being coded, and inside each plane to rANS's chunks (same bytes for any split)
+    per = max(1, nthreads // max(1, len(todo)))
+    if len(todo) > 1 and nthreads > 1:
+        with ThreadPoolExecutor(min(nthreads, len(todo))) as pool:
+            coded = dict(zip(todo, pool.map(lambda i: qn.rans_encode(planes[i], nthreads=per), todo)))
+    else:
+        coded = {i: qn.rans_encode(planes[i], nthreads=nthreads) for i in todo}
+    coded_list = [coded.get(i) for i in range(len(planes))]
     streams, modes = [], []
-    for p, c in zip(planes, coded):
+    for p, c in zip(planes, coded_list):
         if c is not None and len(c) < p.size:
             streams.append(c)
             modes.append("rans")
@@ -116,17 +120,21 @@ def decode(payload, shape: tuple[int, ...], dtype: str, *, nthreads: int = 1, ma
     # the output and every coded plane are alive at once (raw planes are read in place from the payload)
     require_memory(n * np.dtype(ut).itemsize + coded * n, max_memory, f"lossless {dtype} of {n} values")
 
-    def plane(i: int) -> np.ndarray:
-        if modes[i] == "raw":
-            return np.frombuffer(streams[i], np.uint8)
-        return qn.rans_decode(streams[i], n, "uint8")
+    todo = [i for i in range(expected) if modes[i] == "rans"]
+    per = max(1, nthreads // max(1, len(todo)))  # threads across the coded planes, then inside each
 
-    workers = max(1, min(nthreads, coded))
-    if workers > 1:
-        with ThreadPoolExecutor(workers) as pool:
-            planes = list(pool.map(plane, range(expected)))
+    def plane(i: int) -> np.ndarray:
+        return qn.rans_decode(streams[i], n, "uint8", nthreads=per)
+
+    planes = [np.frombuffer(s, np.uint8) if m == "raw" else None for s, m in zip(streams, modes)]
+    if len(todo) > 1 and nthreads > 1:
+        with ThreadPoolExecutor(min(nthreads, len(todo))) as pool:
+            for i, p in zip(todo, pool.map(plane, todo)):
+                planes[i] = p
     else:
-        planes = [plane(i) for i in range(expected)]
+        per = nthreads
+        for i in todo:
+            planes[i] = plane(i)
     out = qn.join_byte_planes(planes, dtype, nthreads=nthreads)  # one pass over the output
     del planes
     return out.view(numpy_dtype(dtype)).reshape(shape)
