@@ -63,6 +63,11 @@ def run_step(name: str, cmd: list[str], log: Path, **kw) -> dict:
 
 def lossless_vs_zipnn(folder: Path, threads: int, rounds: int) -> dict:
     """Ours (codecs.lossless) and ZipNN on every tensor, interleaved rounds, medians."""
+    import importlib.util
+
+    if importlib.util.find_spec("zipnn") is None:  # not in the set-up: an sdist that compiles, used only here
+        raise SystemExit("the lossless step compares with ZipNN: .venv/bin/python -m pip install zipnn==0.5.4 "
+                         "(measured with 0.5.4), or leave the step out (--steps direct,auto,decompress,load)")
     code = f"""
 import json, statistics, time, sys
 sys.path.insert(0, {str(ROOT / 'python')!r})
