@@ -132,6 +132,8 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the lossless comparison")
     ap.add_argument("--json", default=str(ROOT / "bench" / "results" / "scale.json"))
     ap.add_argument("--md", default=str(ROOT / "bench" / "results" / "scale.md"))
+    ap.add_argument("--calibration-tokens", type=int, default=None,
+                    help="passed to the auto step (the README's runs: 4096)")
     ap.add_argument("--merge", action="store_true",
                     help="keep the rows and steps of the existing --json file that this run does not measure")
     a = ap.parse_args(argv)
@@ -154,9 +156,11 @@ def main(argv=None) -> int:
         if "auto" in steps:
             log = d / f"{kind}-auto.log"
             r = run_step("auto", [*Q, "compress", str(folder), "-o", str(d / f"{kind}-auto4.qnt"), "--codec", "auto",
-                                  "--bits", "4", "--calibration", "builtin", "--threads", t, "--json"], log)
+                                  "--bits", "4", "--calibration", "builtin", "--threads", t, "--json",
+                                  *(["--calibration-tokens", str(a.calibration_tokens)] if a.calibration_tokens else [])],
+                         log)
             out_json = json.loads(r["stdout"])
-            row["auto"] = {**r, "stages": {s["stage"]: s for s in out_json.get("stages", [])} or stage_times(log),
+            row["auto"] = {**r, "calibration_tokens": a.calibration_tokens or "default", "stages": {s["stage"]: s for s in out_json.get("stages", [])} or stage_times(log),
                            "file_bytes": out_json["file_bytes"], "tensor_bpw": out_json["tensor_bpw"]}
             print(kind, "auto", f"{r['seconds']:.1f} s", f"anon {r['peak_anon_mib']:.0f} MiB", row["auto"]["stages"],
                   flush=True)
