@@ -417,7 +417,13 @@ def _apply_limits(args: argparse.Namespace) -> None:
 
 
 class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
-    """Descriptions and examples as written; each option's default appended unless its help states it already."""
+    """One-paragraph descriptions wrapped, examples (text with line breaks) as written; each option's default
+    appended unless its help states it already."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if "\n" in text:
+            return super()._fill_text(text, width, indent)
+        return argparse.HelpFormatter._fill_text(self, text, width, indent)
 
     def _get_help_string(self, action: argparse.Action) -> str:
         h = action.help or ""
@@ -462,7 +468,7 @@ examples:
 examples:
   quantonium inventory m.qnt -o report.md                                  # also report_*.png beside it
   quantonium inventory a.qnt b.qnt -o report.md --json-out report.json
-  quantonium inventory *.qnt -o /dev/null --json --no-forward > inventory.json""",
+  quantonium inventory *.qnt -o report.md --json --no-forward > inventory.json   # JSON on stdout""",
     "eval": """\
 examples:
   quantonium eval HuggingFaceTB/SmolLM2-135M-Instruct smollm2.qnt
@@ -486,7 +492,7 @@ examples:
 examples:
   quantonium serve smollm2.qnt                       # http://127.0.0.1:8000/ (chat page), /v1/chat/completions
   quantonium serve --registry models/ --port 0       # a free port, printed
-  curl -s localhost:8000/v1/chat/completions -d '{"messages": [{"role": "user", "content": "Hi"}]}'""",
+  curl -s localhost:8000/v1/chat/completions -d '{"model": "auto", "messages": [{"role": "user", "content": "Hi"}]}'""",
 }
 
 
@@ -561,9 +567,9 @@ def build_parser() -> argparse.ArgumentParser:
     inv.add_argument("files", nargs="+", metavar="FILE.qnt", help=".qnt files")
     inv.add_argument("-o", "--outfile", required=True, help="report.md (charts are written beside it)")
     inv.add_argument("--json-out", metavar="PATH", help="also write the same numbers as JSON here")
-    inv.add_argument("--json", nargs="?", const=True, default=None, metavar="",
+    inv.add_argument("--json", nargs="?", const=True, default=None, metavar="PATH",
                      help="print the numbers as JSON on stdout instead of the summary line "
-                          "(--json PATH, the old spelling of --json-out PATH, still works)")
+                          "(with a PATH: the old spelling of --json-out PATH, still accepted)")
     inv.add_argument("--no-forward", action="store_true", help="skip rebuilding each model and running a forward pass")
     inv.set_defaults(func=cmd_inventory)
     ev = sub.add_parser("eval", help="perplexity / KL / top-1 (causal LMs) or embedding cosine (encoders) against the original",
