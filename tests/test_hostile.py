@@ -386,8 +386,8 @@ def test_cli_limit_flags(tmp_path):
     assert "memory limit of 100.00 MiB" in err and not (tmp_path / "out").exists()
     rc, _, err = cli(["inspect", str(p), "--max-index", "100"])
     one_line_error(rc, err, "lossless.qnt")
-    rc, _, err = cli(["inspect", str(p), "--max-memory", "lots"])
-    one_line_error(rc, err, "--max-memory")
+    rc, _, err = cli(["inspect", str(p), "--max-memory", "lots"])  # a usage error: exit 2 (issue 12)
+    assert rc == 2 and err.strip().startswith("quantonium inspect: error: argument --max-memory") and len(err.strip().splitlines()) == 1
 
 
 # =====================================================================================

@@ -339,21 +339,21 @@ def cmd_compare(args: argparse.Namespace) -> int:
     try:
         bits = [float(b) for b in args.bits.split(",") if b.strip()]
     except ValueError:
-        raise CliError(f"--bits takes numbers separated by commas, not {args.bits!r}") from None
+        raise UsageError(f"--bits takes numbers separated by commas, not {args.bits!r}") from None
     if not bits or any(not 0 < b <= 16 for b in bits):
-        raise CliError("--bits needs bit counts in (0, 16]")
+        raise UsageError("--bits needs bit counts in (0, 16]")
     methods = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else list(cmp.DEFAULT_METHODS)
     methods = list(dict.fromkeys(x for m in methods for x in cmp.METHOD_GROUPS.get(m, (m,))))
     bad = [m for m in methods if m not in cmp.METHODS]
     if bad:
-        raise CliError(f"unknown method {bad[0]!r}; expected some of {', '.join(cmp.METHODS)} "
+        raise UsageError(f"unknown method {bad[0]!r}; expected some of {', '.join(cmp.METHODS)} "
                        f"or a group ({', '.join(cmp.METHOD_GROUPS)})")
     try:
         seeds = [int(x) for x in args.seeds.split(",") if x.strip()]
     except ValueError:
-        raise CliError(f"--seeds takes whole numbers separated by commas, not {args.seeds!r}") from None
+        raise UsageError(f"--seeds takes whole numbers separated by commas, not {args.seeds!r}") from None
     if not seeds or any(not 0 <= x < 2**63 for x in seeds):
-        raise CliError("--seeds needs seeds in [0, 2^63)")
+        raise UsageError("--seeds needs seeds in [0, 2^63)")
     text, text_name = _read_text(args.text, "text")
     cal, cal_name = _read_text(args.calibration, "calibration text")
     if args.outdir:
