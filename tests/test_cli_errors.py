@@ -188,6 +188,10 @@ def test_eval_refuses_an_original_that_is_not_the_files_source(tmp_path, tiny):
         assert f"{original} is not the original of {qnt}: " in line and words in line, line
         assert f"compressed from {src}" in line and "give the model the file was compressed from" in line
         assert out == "" and time.perf_counter() - t0 < 30
+    # the right original, but no tokenizer anywhere: said before loading (was a TypeError from inside eval)
+    rc, out, err = cli(["eval", src, qnt, "--text", text])
+    assert rc == 1, err
+    assert "has a tokenizer" in one_line(err) and out == ""
     assert qnt.read_bytes() == before
 
 

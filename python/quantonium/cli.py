@@ -48,7 +48,6 @@ class UsageError(CliError):
 #: the setting ``compress`` uses when no target is given: the recommended one (README, "Rate allocation")
 RECOMMENDED_BITS = 4.0
 RECOMMENDED_CALIBRATION = "builtin"
-_TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "tokenizer.model", "spiece.model")
 
 
 # --- argument types: a bad value is a usage error (exit 2) found while parsing, before anything is loaded
@@ -186,7 +185,9 @@ def _default_target(args: argparse.Namespace) -> bool:
         if not (folder / "config.json").is_file():
             raise CliError(f"{args.source}: no config.json here, so the default (calibrated 4 bits) cannot run "
                              f"the model{fix}")
-        if not any((folder / n).is_file() for n in _TOKENIZER_FILES):
+        from .models.loader import TOKENIZER_FILES
+
+        if not any((folder / n).is_file() for n in TOKENIZER_FILES):
             raise CliError(f"{args.source}: no tokenizer here, so the default (calibrated 4 bits) cannot read the "
                              f"calibration text{fix}")
     args.bits, args.calibration = RECOMMENDED_BITS, RECOMMENDED_CALIBRATION

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .models.arch import encoder_states, max_positions, model_kind
-from .models.loader import load_qnt, load_source
+from .models.loader import TOKENIZER_FILES, load_qnt, load_source
 from .models.texts import default_text, sentences
 
 __all__ = ["SourceMismatch", "check_original", "compare_models", "default_text", "evaluate", "load_source", "with_weights"]
@@ -31,8 +31,8 @@ class SourceMismatch(ValueError):
 def check_original(original: str | Path, qnt: str | Path):
     """Refuses an ``original`` that is not ``qnt``'s source, before any model is built; returns its ModelSource.
 
-    Compared with what the file records: the architecture, the stored tensors'
-    names (every stored tensor is in the original, every tensor the original
+    Also refused: no tokenizer in either (the text cannot be read). Compared with what the file records:
+    the architecture, the stored tensors' names (every stored tensor is in the original, every tensor the original
     would store is in the file) and their shapes. Reading a safetensors
     original costs its header; a GGUF original is dequantised here (the
     returned source carries the model, so ``evaluate`` does not load it twice).
@@ -43,6 +43,7 @@ def check_original(original: str | Path, qnt: str | Path):
     with QntFile(qnt) as f:
         rec = f.model
         stored = {n: tuple(int(x) for x in f.info(n)["shape"]) for n in f}
+        embedded = set(f.file_names)
     src = open_source(original)
     roles = classify(src.names, src.config, src.shared)
     made_from = f" (it was compressed from {rec['source']})" if rec.get("source") else ""
@@ -65,6 +66,9 @@ def check_original(original: str | Path, qnt: str | Path):
         have = tuple(int(x) for x in src.shape(n))
         if have != shape:
             refuse(f"tensor {n!r} has shape {have}, {shape} in the file")
+    if not any(n in embedded or n in src.files for n in TOKENIZER_FILES):
+        raise ValueError(f"neither {original} nor {qnt} has a tokenizer (tokenizer.json, vocab.txt, ...), and eval "
+                         "needs one to read the text: add the tokenizer files to the original's folder")
     return src
 
 
