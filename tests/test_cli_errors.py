@@ -195,11 +195,13 @@ def test_eval_refuses_an_original_that_is_not_the_files_source(tmp_path, tiny):
     assert qnt.read_bytes() == before
 
 
-def test_eval_check_accepts_the_source_and_names_missing_tensors(tmp_path, tiny):
+def test_eval_check_accepts_the_source_and_names_missing_tensors(tmp_path, gpt2_folder):
     from quantonium.evaluate import SourceMismatch, check_original
     from safetensors.numpy import load_file, save_file
 
-    src, qnt = tiny
+    src, _ = gpt2_folder  # with a tokenizer
+    qnt = tmp_path / "m.qnt"
+    compress(str(src), qnt, codec="direct", bpw=4.0, progress=False)
     check_original(src, qnt)  # the real source passes
     part = tmp_path / "part"
     part.mkdir()
