@@ -179,17 +179,17 @@ def _default_target(args: argparse.Namespace) -> bool:
     fix = "; give a per-tensor target instead: --bits 4 or --snr 30"
     if src.is_file() and src.suffix == ".safetensors":
         raise CliError(f"{args.source}: a bare .safetensors file has no config or tokenizer, so the default "
-                         f"(calibrated 4 bits) cannot run the model{fix}")
+                       f"(calibrated 4 bits) cannot run the model{fix}")
     folder = src.parent if src.is_file() and src.suffix == ".bin" else src if src.is_dir() else None
     if folder is not None and not any(folder.glob("*.gguf")):  # GGUF files carry both; hub ids are checked later
         if not (folder / "config.json").is_file():
             raise CliError(f"{args.source}: no config.json here, so the default (calibrated 4 bits) cannot run "
-                             f"the model{fix}")
+                           f"the model{fix}")
         from .models.loader import TOKENIZER_FILES
 
         if not any((folder / n).is_file() for n in TOKENIZER_FILES):
             raise CliError(f"{args.source}: no tokenizer here, so the default (calibrated 4 bits) cannot read the "
-                             f"calibration text{fix}")
+                           f"calibration text{fix}")
     args.bits, args.calibration = RECOMMENDED_BITS, RECOMMENDED_CALIBRATION
     return True
 
@@ -290,7 +290,7 @@ def cmd_inventory(args: argparse.Namespace) -> int:
     ratio = "n/a" if t["ratio_vs_source"] is None else f"{t['ratio_vs_source']:.2f}x"
     snr = "exact" if t["median_tensor_snr_db"] is None else f"{t['median_tensor_snr_db']:.2f} dB (worst {t['worst_tensor_snr_db']:.2f} dB)"
     if args.json is True:
-        print(json.dumps(inv, indent=1, default=str))
+        print(json.dumps(inv, indent=2, default=str))  # what --json-out writes (inventory.write)
     else:
         print(f"inventory: {t['models']} models, {t['parameters']:,} parameters, {t['file_bytes']:,} bytes, "
               f"{num(t['bpw'], '.3f')} bpw, ratio {ratio} vs source, {num(t['ratio_vs_fp16'], '.2f')}x vs fp16, median tensor SNR {snr}; "
