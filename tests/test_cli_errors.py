@@ -231,7 +231,7 @@ def test_the_default_compress_is_the_recommended_calibrated_setting(tmp_path, gp
 
     save_file({"w": np.ones((64, 64), np.float32)}, str(bare))
     no_tok, _ = tiny  # config, no tokenizer
-    for source, words in ((bare, "a bare .safetensors file"), (no_tok, "no tokenizer here")):
+    for source, words in ((bare, "a bare .safetensors file"), (no_tok, "no tokenizer beside the weights")):
         rc, _, err = cli(["compress", source, "-o", tmp_path / "x.qnt"])
         assert rc == 1, err
         line = one_line(err)

@@ -175,21 +175,22 @@ def _default_target(args: argparse.Namespace) -> bool:
     given = (args.bits, args.snr, args.keep, args.calibration)
     if any(v is not None for v in given) or args.allocate or args.fixed_rate or args.codec not in ("auto", "direct", "rft-dense"):
         return False
-    src = Path(args.source).expanduser()
-    fix = "; give a per-tensor target instead: --bits 4 or --snr 30"
-    if src.is_file() and src.suffix == ".safetensors":
-        raise CliError(f"{args.source}: a bare .safetensors file has no config or tokenizer, so the default "
-                       f"(calibrated 4 bits) cannot run the model{fix}")
-    folder = src.parent if src.is_file() and src.suffix == ".bin" else src if src.is_dir() else None
-    if folder is not None and not any(folder.glob("*.gguf")):  # GGUF files carry both; hub ids are checked later
-        if not (folder / "config.json").is_file():
-            raise CliError(f"{args.source}: no config.json here, so the default (calibrated 4 bits) cannot run "
-                           f"the model{fix}")
-        from .models.loader import TOKENIZER_FILES
+    from .models import source_files
+    from .models.loader import TOKENIZER_FILES
 
-        if not any((folder / n).is_file() for n in TOKENIZER_FILES):
-            raise CliError(f"{args.source}: no tokenizer here, so the default (calibrated 4 bits) cannot read the "
-                           f"calibration text{fix}")
+    fix = "; give a per-tensor target instead: --bits 4 or --snr 30"
+    files = source_files(args.source)  # found without reading them (a hub id resolves in the local cache)
+    names = {f.name for f in files}
+    if files and not any(f.suffix == ".gguf" for f in files):  # GGUF files carry both; unresolved: open_source says why
+        if Path(args.source).suffix == ".safetensors" and Path(args.source).is_file():
+            raise CliError(f"{args.source}: a bare .safetensors file has no config or tokenizer, so the default "
+                           f"(calibrated 4 bits) cannot run the model{fix}")
+        if "config.json" not in names:
+            raise CliError(f"{args.source}: no config.json beside the weights, so the default (calibrated 4 bits) "
+                           f"cannot run the model{fix}")
+        if not names & set(TOKENIZER_FILES):
+            raise CliError(f"{args.source}: no tokenizer beside the weights, so the default (calibrated 4 bits) "
+                           f"cannot read the calibration text{fix}")
     args.bits, args.calibration = RECOMMENDED_BITS, RECOMMENDED_CALIBRATION
     return True
 
