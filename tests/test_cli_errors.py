@@ -4,6 +4,7 @@ nothing is left behind; eval checks its original and records only with --record;
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import io
 import json
@@ -245,7 +246,7 @@ def test_the_default_compress_is_the_recommended_calibrated_setting(tmp_path, gp
 
 def test_every_subcommand_has_a_description_examples_and_defaults():
     parser = build_parser()
-    sub = next(a for a in parser._actions if isinstance(a, __import__("argparse")._SubParsersAction))
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     assert set(sub.choices) == set(EXAMPLES)
     for name, p in sub.choices.items():
         h = p.format_help()
