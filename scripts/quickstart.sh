@@ -25,12 +25,12 @@ rm -rf out/smollm2-135m-hf
 echo "== 1. compress $GGUF" >&2
 "$Q" compress "$GGUF" -o out/smollm2-135m.qnt --codec auto --bits 4 --calibration builtin --threads 2
 echo "== 2. evaluate" >&2
-"$Q" eval "$GGUF" out/smollm2-135m.qnt
+"$Q" eval "$GGUF" out/smollm2-135m.qnt --record   # recorded in the file: the inventory shows it
 echo "== 3. reconstruct and generate" >&2
 "$Q" decompress out/smollm2-135m.qnt -o out/smollm2-135m-hf
 "$PY" scripts/demo_generate.py out/smollm2-135m.qnt "$GGUF"
 echo "== 4. inventory" >&2
-"$Q" inventory out/smollm2-135m.qnt -o out/inventory.md --json out/inventory.json
+"$Q" inventory out/smollm2-135m.qnt -o out/inventory.md --json-out out/inventory.json
 "$Q" inspect out/smollm2-135m.qnt | head -12
 echo "note: SmolLM2-135M-Instruct was shipped as GGUF Q4_1 (each block of 32 weights has at most 16 distinct values);"
 echo "      ratios against it, and its SNRs, flatter the codecs. bench/codec_rd.py measures real fp32 weights (MiniLM)."

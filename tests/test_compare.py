@@ -108,9 +108,9 @@ def test_cli_compare_writes_table_chart_and_json(tmp_path, gpt2_folder):
     assert {x["method"] for x in res["rows"]} == {"direct", "rtn-g32"}
     assert (tmp_path / "cmp" / "compare_rd.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     bad = run_cli("compare", src, "--methods", "direct,zip")
-    assert bad.returncode == 1 and "unknown method 'zip'" in bad.stderr
+    assert bad.returncode == 2 and "unknown method 'zip'" in bad.stderr  # usage errors: exit 2 (issue 12)
     bad = run_cli("compare", src, "--bits", "four")
-    assert bad.returncode == 1 and "--bits" in bad.stderr
+    assert bad.returncode == 2 and "--bits" in bad.stderr
 
 
 def test_compress_with_allocation_and_calibration(tmp_path, gpt2_folder):
@@ -140,7 +140,7 @@ def test_compress_with_allocation_and_calibration(tmp_path, gpt2_folder):
         infos = [f.info(n) for n in f]
         assert sum(i["bits"] for i in infos) / sum(i["numel"] for i in infos) <= 3.0
     bad = run_cli("compress", src, "-o", tmp_path / "x.qnt", "--allocate")
-    assert bad.returncode == 1 and "needs --bits" in bad.stderr
+    assert bad.returncode == 2 and "needs --bits" in bad.stderr  # a usage error (issue 12)
     bad = run_cli("compress", src, "-o", tmp_path / "x.qnt", "--bits", "3", "--calibration", tmp_path / "nope.txt")
     assert bad.returncode == 1 and "no such calibration text" in bad.stderr
     assert not (tmp_path / "x.qnt").exists()

@@ -263,7 +263,7 @@ def test_an_unreachable_scheduler_is_one_line_and_no_file(tmp_path):
     assert time.monotonic() - t0 < 60
     r = subprocess.run([sys.executable, "-m", "quantonium", "compress", str(src), "-o", str(out), "--bits", "4",
                         "--executor", "ray://x:1"], capture_output=True, text=True, env=env, timeout=120)
-    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1 and "dask://HOST:PORT" in r.stderr
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1 and "dask://HOST:PORT" in r.stderr  # usage
 
 
 def test_a_cluster_run_killed_mid_file_resumes_locally(cluster, tmp_path):

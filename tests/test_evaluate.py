@@ -1,4 +1,4 @@
-"""quantonium eval: end-to-end metrics against the original, recorded in the .qnt."""
+"""quantonium eval: end-to-end metrics against the original, recorded in the .qnt with --record."""
 
 from __future__ import annotations
 
@@ -36,15 +36,22 @@ def test_identical_model_scores_identically_and_lossy_does_not(tmp_path, gpt2_fo
     assert lossy["perplexity_original"] == pytest.approx(exact["perplexity_original"])
 
 
-def test_results_are_recorded_in_the_file_and_payloads_survive(tmp_path, gpt2_folder):
+def test_results_are_recorded_in_the_file_only_with_record_and_payloads_survive(tmp_path, gpt2_folder):
     src, text = gpt2_folder
     q = tmp_path / "m.qnt"
     compress(str(src), q, codec="direct", snr_db=30, progress=False)
     before = {n: bytes(QntFile(q).payload(n)) for n in QntFile(q)}
     (tmp_path / "text.txt").write_text(text)
-    r = subprocess.run([sys.executable, "-m", "quantonium", "eval", str(src), str(q), "--text", str(tmp_path / "text.txt"),
-                        "--window", "64", "--max-tokens", "512", "--json"], capture_output=True, text=True, timeout=600)
+    args = [sys.executable, "-m", "quantonium", "eval", str(src), str(q), "--text", str(tmp_path / "text.txt"),
+            "--window", "64", "--max-tokens", "512", "--json"]
+    unchanged = q.read_bytes()
+    for old in ([], ["--no-record"]):  # the default reads the file only; --no-record is a kept no-op
+        r = subprocess.run(args + old, capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stderr
+        assert q.read_bytes() == unchanged
+    r = subprocess.run(args + ["--record"], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
+    assert q.read_bytes() != unchanged and "recorded the evaluation" in r.stderr
     res = json.loads(r.stdout)
     with QntFile(q) as f:
         f.verify()

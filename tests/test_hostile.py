@@ -386,8 +386,8 @@ def test_cli_limit_flags(tmp_path):
     assert "memory limit of 100.00 MiB" in err and not (tmp_path / "out").exists()
     rc, _, err = cli(["inspect", str(p), "--max-index", "100"])
     one_line_error(rc, err, "lossless.qnt")
-    rc, _, err = cli(["inspect", str(p), "--max-memory", "lots"])
-    one_line_error(rc, err, "--max-memory")
+    rc, _, err = cli(["inspect", str(p), "--max-memory", "lots"])  # a usage error: exit 2 (issue 12)
+    assert rc == 2 and err.strip().startswith("quantonium inspect: error: argument --max-memory") and len(err.strip().splitlines()) == 1
 
 
 # =====================================================================================
@@ -564,7 +564,7 @@ def test_malicious_pickle_in_eval_is_refused_in_one_line(tmp_path):
     rc, _, err = cli(["eval", str(evil), str(qnt), "--no-record", "--text", str(tmp_path / "t.txt")], child=True)
     one_line_error(rc, err, "evil")
     assert "refused" in err and not marker.exists()
-    rc, _, err = cli(["compress", str(evil), "-o", str(tmp_path / "e.qnt")])  # the compress side: same promise
+    rc, _, err = cli(["compress", str(evil), "-o", str(tmp_path / "e.qnt"), "--snr", "30"])  # the compress side: same promise
     one_line_error(rc, err, "pytorch_model.bin")
     assert not marker.exists() and not (tmp_path / "e.qnt").exists()
 

@@ -160,7 +160,7 @@ def test_cli_compress_inspect_decompress_and_errors(tmp_path):
     r = run_cli("inspect", str(bad))
     assert r.returncode == 1 and "bad.qnt" in r.stderr and len(r.stderr.strip().splitlines()) == 1
     r = run_cli("compress", str(tmp_path / "src"), "-o", str(tmp_path / "z.qnt"), "--bits", "3", "--snr", "20")
-    assert r.returncode == 1 and "at most one of" in r.stderr
+    assert r.returncode == 2 and "at most one of" in r.stderr  # a usage error (issue 12)
 
 
 def test_sharded_safetensors_folder(tmp_path):

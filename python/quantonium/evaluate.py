@@ -18,10 +18,59 @@ from pathlib import Path
 from typing import Any
 
 from .models.arch import encoder_states, max_positions, model_kind
-from .models.loader import load_qnt, load_source
+from .models.loader import TOKENIZER_FILES, load_qnt, load_source
 from .models.texts import default_text, sentences
 
-__all__ = ["compare_models", "default_text", "evaluate", "load_source", "with_weights"]
+__all__ = ["SourceMismatch", "check_original", "compare_models", "default_text", "evaluate", "load_source", "with_weights"]
+
+
+class SourceMismatch(ValueError):
+    """The original given to ``eval`` is not the model the ``.qnt`` file was compressed from."""
+
+
+def check_original(original: str | Path, qnt: str | Path):
+    """Refuses an ``original`` that is not ``qnt``'s source, before any model is built; returns its ModelSource.
+
+    Also refused: no tokenizer in either (the text cannot be read). Compared with what the file records:
+    the architecture, the stored tensors' names (every stored tensor is in the original, every tensor the original
+    would store is in the file) and their shapes. Reading a safetensors
+    original costs its header; a GGUF original is dequantised here (the
+    returned source carries the model, so ``evaluate`` does not load it twice).
+    """
+    from .container import QntFile
+    from .models import classify, open_source
+
+    with QntFile(qnt) as f:
+        rec = f.model
+        stored = {n: tuple(int(x) for x in f.info(n)["shape"]) for n in f}
+        embedded = set(f.file_names)
+    src = open_source(original)
+    roles = classify(src.names, src.config, src.shared)
+    made_from = f" (it was compressed from {rec['source']})" if rec.get("source") else ""
+
+    def refuse(reason: str) -> None:
+        raise SourceMismatch(f"{original} is not the original of {qnt}: {reason}{made_from}; "
+                             "give the model the file was compressed from")
+
+    arch = rec.get("architecture")
+    if arch and arch != "unknown" and roles.architecture != "unknown" and arch != roles.architecture:
+        refuse(f"architecture {roles.architecture}, the file's is {arch}")
+    names = set(src.names)
+    absent = [n for n in stored if n not in names]
+    if absent:
+        refuse(f"{len(absent)} of the file's {len(stored)} tensors are not in it, e.g. {absent[0]!r}")
+    extra = [n for n in src.names if n not in stored and n not in roles.buffers and n not in roles.tied]
+    if extra:
+        refuse(f"{len(extra)} of its tensors are not in the file, e.g. {extra[0]!r}")
+    for n, shape in stored.items():
+        have = tuple(int(x) for x in src.shape(n))
+        if have != shape:
+            refuse(f"tensor {n!r} has shape {have}, {shape} in the file")
+    if not any(n in embedded or n in src.files for n in TOKENIZER_FILES):
+        raise ValueError(f"neither {original} nor {qnt} has a tokenizer (tokenizer.json, vocab.txt, ...), and eval "
+                         "needs one to read the text: add the tokenizer files to the original's folder")
+    return src
+
 
 
 def _reference(cache: dict | None, key, compute):
@@ -118,10 +167,14 @@ def with_weights(model, tensors: dict[str, Any]):
 
 def evaluate(original: str, qnt: str | Path, *, text: str | None = None, text_name: str | None = None,
              window: int = 512, max_tokens: int = 8192, sentences: int = 256) -> dict[str, Any]:
+    """Fidelity of ``qnt`` against ``original`` (see the module docstring); the original is first checked to be
+    the file's source (:func:`check_original`, ``SourceMismatch`` otherwise), before any model is built."""
     t0 = time.perf_counter()
+    src = check_original(original, qnt)
     if text is None:
         text_name, text = default_text()
-    orig, otok = load_source(original)  # the original first: a bad source fails before the file is decoded
+    # the original first: a bad source fails before the file is decoded (a GGUF one was loaded by the check)
+    orig, otok = src.live if src.live is not None else load_source(original)
     comp, tok = load_qnt(qnt)
     tok = tok or otok
     res = compare_models(orig, comp, tok, text, window=window, max_tokens=max_tokens, sentences=sentences)

@@ -152,6 +152,7 @@ def add_subcommands(subparsers) -> None:
     s.add_argument("--max-tokens-limit", type=_positive_int, default=2048,
                    help="largest max_tokens a request may ask for (default 2048); the default is 256")
     s.add_argument("--max-body-bytes", type=_positive_int, default=1 << 20, help="largest request body (default 1 MiB)")
-    s.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"])
+    s.add_argument("--log-level", default="warning", choices=["critical", "error", "warning", "info", "debug"],
+                   help="uvicorn's log level")
     s.add_argument("--access-log", action="store_true", help="log every request (uvicorn's access log)")
     s.set_defaults(func=cmd_serve)

@@ -45,21 +45,27 @@ class ThreadExecutor:
     def map(self, fn: Callable[[J], R], jobs: Iterable[J], *, window: int | None = None) -> Iterator[R]:
         """``fn(job)`` for every job, results in job order, at most ``window`` (default 2 x threads) in flight.
 
-        An exception in a job is raised here, in order; the jobs not started are cancelled.
+        An exception in a job is raised here, in order. When the caller stops early (an exception, Ctrl-C, the
+        generator closed), the jobs not started are cancelled and the jobs running are not waited for: a job in
+        native code cannot be interrupted, and the caller's clean-up (the sink removing its temporaries) must not
+        wait for it. Their results are discarded when they finish.
         """
         window = max(1, window or 2 * self.threads)
         pending: deque[Future] = deque()
-        with ThreadPoolExecutor(self.threads, thread_name_prefix="quantonium") as pool:
-            try:
-                for job in jobs:
-                    pending.append(pool.submit(fn, job))
-                    while len(pending) >= window:
-                        yield pending.popleft().result()
-                while pending:
+        pool = ThreadPoolExecutor(self.threads, thread_name_prefix="quantonium")
+        finished = False
+        try:
+            for job in jobs:
+                pending.append(pool.submit(fn, job))
+                while len(pending) >= window:
                     yield pending.popleft().result()
-            finally:
-                for f in pending:
-                    f.cancel()
+            while pending:
+                yield pending.popleft().result()
+            finished = True
+        finally:
+            for f in pending:
+                f.cancel()
+            pool.shutdown(wait=finished, cancel_futures=True)
 
 
 def make_executor(spec: str | None, threads: int):

@@ -29,6 +29,7 @@ import os
 import re
 import statistics
 import time
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -294,7 +295,8 @@ def _run_per_tensor(src, todo, forced, sink, *, codec, snr_db, bpw, keep, thread
                             options=options if lossy else {}, source_dtype=src.source_dtypes.get(name))
 
     total = sum(src.nbytes(n) for n in todo if n not in sink.done)
-    with progress.stage("encode", total) as update:
-        for res in (executor or ThreadExecutor(threads)).map(run_job, jobs()):
+    with progress.stage("encode", total) as update, \
+            closing((executor or ThreadExecutor(threads)).map(run_job, jobs())) as results:
+        for res in results:  # closing: an exception here (Ctrl-C in sink.add) stops the executor at once too
             sink.add(res)
             update(res.source_nbytes)

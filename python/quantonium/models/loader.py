@@ -34,10 +34,13 @@ import numpy as np
 from .arch import build_empty, classify
 from .names import match_names
 
-__all__ = ["DTYPES", "LoadError", "load_qnt", "load_source", "resolve_dtype", "to_torch", "tokenizer_from_files"]
+__all__ = ["DTYPES", "TOKENIZER_FILES", "LoadError", "load_qnt", "load_source", "resolve_dtype", "to_torch", "tokenizer_from_files"]
 
 #: dtype names accepted by the loaders (``None`` keeps what the file stores)
 DTYPES = ("float32", "bfloat16", "float16")
+
+#: files of which at least one means a tokenizer can be built (``tokenizer_from_files``)
+TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "tokenizer.model", "spiece.model")
 
 
 class LoadError(ValueError):
@@ -102,7 +105,7 @@ def _mapping(model, names: Iterable[str]) -> dict[str, str]:
 
 def tokenizer_from_files(files: dict[str, bytes]):
     """A tokenizer from embedded files (None when there is no tokenizer among them)."""
-    if not any(n in files for n in ("tokenizer.json", "vocab.txt", "vocab.json", "tokenizer.model", "spiece.model")):
+    if not any(n in files for n in TOKENIZER_FILES):
         return None
     import transformers
 
