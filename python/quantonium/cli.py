@@ -106,12 +106,19 @@ def cmd_compress(args: argparse.Namespace) -> int:
     check_file(args.outfile, inputs=source_files(args.source))
     res = compress(
         args.source, args.outfile, codec=args.codec, bpw=args.bits, snr_db=args.snr, keep=args.keep,
-        include=args.include, exclude=args.exclude, threads=args.threads, progress=not args.quiet,
+        include=args.include, exclude=args.exclude, threads=args.threads, progress=_progress(args),
         allocate=args.allocate, calibration=args.calibration, floor=args.floor, resume=args.resume,
         calibration_tokens=args.calibration_tokens, fixed_rate=args.fixed_rate, executor=args.executor,
     )
     print(json.dumps(res.to_json(), indent=2) if args.json else res.summary())
     return 0
+
+
+def _progress(args: argparse.Namespace) -> bool:
+    """Progress bars on stderr unless --quiet, or --json (flag or path) when stderr is not a terminal."""
+    from .compress.progress import wanted
+
+    return wanted(getattr(args, "quiet", False), bool(getattr(args, "json", None)))
 
 
 def cmd_decompress(args: argparse.Namespace) -> int:
@@ -120,7 +127,7 @@ def cmd_decompress(args: argparse.Namespace) -> int:
 
     check_folder(args.outdir, inputs=[args.file])
 
-    out = decompress(args.file, args.outdir, threads=args.threads)
+    out = decompress(args.file, args.outdir, threads=args.threads, progress=_progress(args))
     print(f"wrote {out} (loads with transformers' from_pretrained)")
     return 0
 
@@ -150,7 +157,7 @@ def cmd_inventory(args: argparse.Namespace) -> int:
     from . import inventory
 
     inventory.check_outputs(args.outfile, args.json, args.files)
-    inv = inventory.build(args.files, forward=not args.no_forward)
+    inv = inventory.build(args.files, forward=not args.no_forward, progress=_progress(args))
     written = inventory.write(inv, args.outfile, args.json)
     t = inv["totals"]
     for m in inv["models"]:
@@ -161,7 +168,7 @@ def cmd_inventory(args: argparse.Namespace) -> int:
 
     ratio = "n/a" if t["ratio_vs_source"] is None else f"{t['ratio_vs_source']:.2f}x"
     snr = "exact" if t["median_tensor_snr_db"] is None else f"{t['median_tensor_snr_db']:.2f} dB (worst {t['worst_tensor_snr_db']:.2f} dB)"
-    print(f"inventory: {t['models']} models, {t['parameters']:,} parameters, {t['file_bytes']:,} bytes, "
+    print(f"inventory: {t['files']} files of {t['models']} model{'s' if t['models'] != 1 else ''} ({t['parameters']:,} parameters), {t['file_bytes']:,} bytes, "
           f"{num(t['bpw'], '.3f')} bpw, ratio {ratio} vs source, {num(t['ratio_vs_fp16'], '.2f')}x vs fp16, median tensor SNR {snr}; "
           f"{t['checks_failed']} checks failed; wrote {', '.join(str(w) for w in written)}")
     return 1 if t["checks_failed"] else 0
@@ -175,7 +182,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     text, name = _read_text(args.text, "text")
     if not args.no_record:  # the result is recorded in the file: it must be writable before the evaluation runs
         check_file(args.file)
-    res = evaluate(args.original, args.file, text=text, text_name=name, window=args.window, max_tokens=args.max_tokens)
+    res = evaluate(args.original, args.file, text=text, text_name=name, window=args.window, max_tokens=args.max_tokens,
+                   progress=_progress(args))
     if not args.no_record:
         update_model(args.file, {"evaluation": res})
     if args.json:
@@ -325,6 +333,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("file")
     d.add_argument("-o", "--outdir", required=True, help="a new (or empty) folder")
     d.add_argument("--threads", type=int, default=2)
+    d.add_argument("--quiet", action="store_true", help="no progress bars")
     d.set_defaults(func=cmd_decompress)
     i = sub.add_parser("inspect", help="per-tensor table of a .qnt file (name, shape, codec, bits, bpw, SNR)", parents=[lp])
     i.add_argument("file")
@@ -335,6 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
     inv.add_argument("-o", "--outfile", required=True, help="report.md (charts are written beside it)")
     inv.add_argument("--json", help="also write the same numbers as JSON here")
     inv.add_argument("--no-forward", action="store_true", help="skip rebuilding each model and running a forward pass")
+    inv.add_argument("--quiet", action="store_true", help="no progress bars")
     inv.set_defaults(func=cmd_inventory)
     ev = sub.add_parser("eval", help="perplexity / KL / top-1 (causal LMs) or embedding cosine (encoders) against the original",
                         parents=[lp])
@@ -345,6 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--max-tokens", type=int, default=8192, help="tokens of the text scored at most (default 8192)")
     ev.add_argument("--json", action="store_true")
     ev.add_argument("--no-record", action="store_true", help="do not record the result in the .qnt file")
+    ev.add_argument("--quiet", action="store_true", help="no progress bars")
     ev.set_defaults(func=cmd_eval)
     cp = sub.add_parser("compare", help="our codecs and peer quantisers at matched bits: table, RD chart, JSON",
                         description="Run auto/direct/rft-dense/rft-spectral and the peers (RTN g32/g128, GGUF Q8_0/Q5_0/Q4_1/Q4_0, "

@@ -19,6 +19,7 @@ chosen and why.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -68,11 +69,21 @@ def _versus(best: Encoded, best_row: dict, pool: list, by_rate: bool) -> str:
             f"{e.bpw:.3f} bpw ({best.snr_db - e.snr_db:+.2f} dB for the chosen one)")
 
 
-def encode(a: np.ndarray, target: Target, *, nthreads: int = 1, fixed_rate: bool = False) -> Encoded:
+def _label(name: str, opts: dict) -> str:
+    return name + "".join(f" {'g' if k == 'group_size' else k + '='}{v}" for k, v in opts.items())
+
+
+def encode(a: np.ndarray, target: Target, *, nthreads: int = 1, fixed_rate: bool = False,
+           progress: Callable[[float, str], None] | None = None) -> Encoded:
+    """Every candidate on ``a``, the best kept (module docstring). ``progress(fraction, what)``, when
+    given, is called before each candidate (the fraction of candidates done) and with 1.0 at the end."""
     trials: list[dict] = []
     best: Encoded | None = None
     results: list[tuple[Encoded, dict]] = []
-    for name, opts, codec in candidates(a, target, fixed_rate):
+    cands = candidates(a, target, fixed_rate)
+    for i, (name, opts, codec) in enumerate(cands):
+        if progress is not None:
+            progress(i / len(cands), f"auto {i + 1}/{len(cands)}: {_label(name, opts)}")
         try:
             enc = codec.encode(a, target, nthreads=nthreads)
         except ValueError as e:  # this candidate cannot meet the target: recorded, not hidden
@@ -82,6 +93,8 @@ def encode(a: np.ndarray, target: Target, *, nthreads: int = 1, fixed_rate: bool
         row = {"codec": name, "options": opts, "bpw": enc.bpw, "snr_db": enc.snr_db}
         trials.append(row)
         results.append((enc, row))
+    if progress is not None:
+        progress(1.0, "auto: choosing")
     if not results:
         raise ValueError(f"auto: no candidate could code this tensor at {target.describe()}")
     if target.snr_db is not None:

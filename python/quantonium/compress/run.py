@@ -29,6 +29,7 @@ import os
 import re
 import statistics
 import time
+from functools import partial
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -42,7 +43,7 @@ from ..outputs import check_file
 from .executor import ThreadExecutor, check_executor_spec, make_executor
 from .jobs import run_job
 from .plan import TensorJob
-from .progress import Progress
+from .progress import Progress, TensorMeter
 from .sink import QntSink
 
 __all__ = ["CODEC_CHOICES", "CompressResult", "compress", "validate_options"]
@@ -294,7 +295,14 @@ def _run_per_tensor(src, todo, forced, sink, *, codec, snr_db, bpw, keep, thread
                             options=options if lossy else {}, source_dtype=src.source_dtypes.get(name))
 
     total = sum(src.nbytes(n) for n in todo if n not in sink.done)
+    ex = executor or ThreadExecutor(threads)
     with progress.stage("encode", total) as update:
-        for res in (executor or ThreadExecutor(threads)).map(run_job, jobs()):
+        meter = TensorMeter(update)
+        # local jobs report their progress inside a tensor (a large one takes many seconds); remote ones
+        # would need the callback pickled: they count whole tensors, named as they arrive
+        fn = run_job if ex.remote else partial(run_job, progress=meter.partial)
+        for res in ex.map(fn, jobs()):
             sink.add(res)
-            update(res.source_nbytes)
+            meter.done(res.name, res.source_nbytes)
+            if ex.remote:
+                update.note(res.name)
