@@ -371,28 +371,31 @@ def _charts(inv: dict[str, Any], out: Path) -> list[str]:
     # last segment is the rest of the file, so a bar's length is the file's size
     several = len({m["source_key"] for m in ok}) > 1
     labels = [_short(m["file_name"], 34) + (f"\n{_short(m['model'], 34)}" if several else "") for m in ok]
-    fig, ax = plt.subplots(figsize=(8.5, max(2.6, 1.4 + (0.55 if several else 0.38) * max(n, 1))))
+    biggest = max((m["file_bytes"] for m in ok), default=0)
+    unit, scale = next((u, s) for u, s in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10), ("bytes", 1)) if biggest >= s or s == 1)
+    fig, ax = plt.subplots(figsize=(10, max(2.6, 1.4 + (0.55 if several else 0.38) * max(n, 1))))
     y = np.arange(n)
     left = np.zeros(n)
     for codec in codecs:
-        vals = np.array([m["codec_mix"].get(codec, {}).get("bytes", 0) / 2**20 for m in ok])
+        vals = np.array([m["codec_mix"].get(codec, {}).get("bytes", 0) / scale for m in ok])
         if vals.any():
             ax.barh(y, vals, left=left, label=f"{codec} payloads", color=colours[codec], height=0.7)
             left += vals
-    rest = np.array([m["other_bytes"] / 2**20 for m in ok])
+    rest = np.array([m["other_bytes"] / scale for m in ok])
     if n:
-        ax.barh(y, rest, left=left, label="index, embedded files, alignment", color="0.75", height=0.7)
+        ax.barh(y, rest, left=left, label="index, embedded files,\nalignment", color="0.75", height=0.7)
         left += rest
         for i, m in enumerate(ok):
-            ax.text(left[i], i, f" {m['file_bytes'] / 2**20:.2f} MiB, {_fmt(m['bpw'], 2)} bpw", va="center", fontsize=7)
-        ax.set_xlim(0, left.max() * 1.35 if left.max() > 0 else 1)
+            ax.text(left[i], i, f" {m['file_bytes'] / scale:,.{0 if unit == 'bytes' else 2}f} {unit}, {_fmt(m['bpw'], 2)} bpw",
+                    va="center", fontsize=7)
+        ax.set_xlim(0, left.max() * 1.3 if left.max() > 0 else 1)
+        ax.set_ylim(n - 0.5, -0.5)  # the first file at the top, as in the report's table
     ax.set_yticks(y, labels, fontsize=7 if n > 8 else 8)
-    ax.invert_yaxis()  # the first file at the top, as in the report's table
-    ax.set_xlabel("MiB (whole file: tensor payloads by codec, then the rest)")
+    ax.set_xlabel(f"{unit} (whole file: tensor payloads by codec, then the rest)")
     ax.set_title(f"File size by codec, one bar per file ({n} file{'s' if n != 1 else ''})", fontsize=10)
     ax.grid(axis="x", alpha=0.3)
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7, loc="lower right")
+    if ax.get_legend_handles_labels()[0]:  # beside the bars, never over them
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1), borderaxespad=0)
     p = output_paths(out)[2]
     fig.tight_layout()
     _save(fig, p)

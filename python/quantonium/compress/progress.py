@@ -50,9 +50,13 @@ class _Update:
     """What a stage yields: ``update(n)`` advances the bar by ``n`` units; ``update.note(text)`` names
     what is being worked on (shown after the bar)."""
 
+    #: a note redraws the bar at most this often (seconds); updates redraw it at tqdm's own pace
+    NOTE_INTERVAL = 0.2
+
     def __init__(self, bar=None) -> None:
         self._bar = bar
         self._lock = threading.Lock()
+        self._noted = 0.0
 
     def __call__(self, n: float = 1) -> None:
         if self._bar is not None and n:
@@ -62,7 +66,11 @@ class _Update:
     def note(self, text: str) -> None:
         if self._bar is not None:
             with self._lock:
-                self._bar.set_postfix_str(text[-60:], refresh=False)
+                now = time.monotonic()
+                redraw = now - self._noted >= self.NOTE_INTERVAL
+                if redraw:
+                    self._noted = now
+                self._bar.set_postfix_str(text[-60:], refresh=redraw)
 
 
 class Progress:
