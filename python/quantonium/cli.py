@@ -168,7 +168,8 @@ def cmd_inventory(args: argparse.Namespace) -> int:
 
     ratio = "n/a" if t["ratio_vs_source"] is None else f"{t['ratio_vs_source']:.2f}x"
     snr = "exact" if t["median_tensor_snr_db"] is None else f"{t['median_tensor_snr_db']:.2f} dB (worst {t['worst_tensor_snr_db']:.2f} dB)"
-    print(f"inventory: {t['files']} files of {t['models']} model{'s' if t['models'] != 1 else ''} ({t['parameters']:,} parameters), {t['file_bytes']:,} bytes, "
+    failed = f" (and {t['files_failed_to_open']} that failed to open)" if t["files_failed_to_open"] else ""
+    print(f"inventory: {t['files']} file{'s' if t['files'] != 1 else ''}{failed} of {t['models']} model{'s' if t['models'] != 1 else ''} ({t['parameters']:,} parameters), {t['file_bytes']:,} bytes, "
           f"{num(t['bpw'], '.3f')} bpw, ratio {ratio} vs source, {num(t['ratio_vs_fp16'], '.2f')}x vs fp16, median tensor SNR {snr}; "
           f"{t['checks_failed']} checks failed; wrote {', '.join(str(w) for w in written)}")
     return 1 if t["checks_failed"] else 0
