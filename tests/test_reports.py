@@ -25,6 +25,14 @@ pytestmark = pytest.mark.filterwarnings("ignore::UserWarning", "ignore::FutureWa
 BAR = "%|"  # what a drawn tqdm bar always holds
 
 
+@pytest.fixture
+def bars(monkeypatch):
+    """Every bar drawn at once (the tiny models here finish their stages within the usual delay)."""
+    from quantonium.compress import progress
+
+    monkeypatch.setattr(progress, "DELAY", 0)
+
+
 # --- progress ------------------------------------------------------------------------------------
 
 def test_progress_is_wanted_unless_quiet_or_json_off_a_terminal():
@@ -63,7 +71,7 @@ def test_a_large_tensor_reports_progress_inside_itself_and_the_total_stays_exact
     assert sum(got) == a.nbytes and all(n >= 0 for n in got)
 
 
-def test_compress_bar_names_the_tensor_being_coded(tmp_path, capsys, gpt2_folder):
+def test_compress_bar_names_the_tensor_being_coded(tmp_path, capsys, gpt2_folder, bars):
     src, _ = gpt2_folder
     capsys.readouterr()  # transformers' own bars while the fixture saved the model
     compress(str(src), tmp_path / "m.qnt", codec="auto", snr_db=25, threads=1, progress=True)
@@ -83,7 +91,7 @@ def evaluated(tmp_path, gpt2_folder):
 
 
 @pytest.mark.parametrize("quiet", [False, True], ids=["bars", "quiet"])
-def test_eval_inventory_and_decompress_draw_bars_on_stderr_unless_quiet(tmp_path, capsys, evaluated, quiet):
+def test_eval_inventory_and_decompress_draw_bars_on_stderr_unless_quiet(tmp_path, capsys, evaluated, quiet, bars):
     src, q, text = evaluated
     capsys.readouterr()  # transformers' own bars while the fixture saved the model
     flag = ["--quiet"] if quiet else []
@@ -109,18 +117,32 @@ def test_eval_inventory_and_decompress_draw_bars_on_stderr_unless_quiet(tmp_path
         assert "decode" in out.err and "write" in out.err and BAR in out.err
 
 
-def test_inventory_json_off_a_terminal_draws_no_bar(tmp_path, capsys, evaluated):
+def test_inventory_json_off_a_terminal_draws_no_bar(tmp_path, capsys, evaluated, bars):
     _, q, _ = evaluated
     capsys.readouterr()
     assert cli.main(["inventory", str(q), "-o", str(tmp_path / "r.md"), "--json", str(tmp_path / "r.json"), "--no-forward"]) == 0
     assert BAR not in capsys.readouterr().err  # captured stderr is not a terminal
 
 
-def test_progress_none_is_silent(capsys):
+def test_progress_none_is_silent_and_quick_stages_draw_nothing(capsys):
     with Progress(False).stage("x", 10) as update:
         update(5)
         update.note("y")
     assert capsys.readouterr().err == ""
+    with Progress(True).stage("quick", 10) as update:  # done within the delay: no bar
+        update(5)
+        update.note("y")
+        update(5)
+    assert capsys.readouterr().err == ""
+
+
+def test_an_error_at_once_is_the_only_line_on_stderr(tmp_path, capsys, evaluated, monkeypatch):
+    _, q, _ = evaluated
+    capsys.readouterr()
+    monkeypatch.setenv("QUANTONIUM_MAX_MEMORY", "0")  # the CLI sets it from --max-memory: restored after the test
+    assert cli.main(["decompress", str(q), "-o", str(tmp_path / "out"), "--max-memory", "300K"]) == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "memory limit" in err and BAR not in err
 
 
 # --- the inventory of several files ----------------------------------------------------------------

@@ -8,7 +8,9 @@ cost follows the tensors' bytes), ``grams+encode``. Outside ``compress``:
 inventory's model loads), ``verify`` (bytes checksummed), ``perplexity`` /
 ``embeddings`` (tokens through the original and the compressed model,
 ``eval``). A bar is drawn only when progress is on (the CLI turns it off for
-``--quiet``, and for ``--json`` when stderr is not a terminal: :func:`wanted`);
+``--quiet``, and for ``--json`` when stderr is not a terminal: :func:`wanted`),
+and only for a stage that has run for :data:`DELAY` (1 s): quick steps draw
+nothing, and an error raised at once stays the only line on stderr;
 ``Progress(None)`` is silent.
 
 Inside a large tensor the ``encode`` bar still moves: :class:`TensorMeter`
@@ -46,6 +48,11 @@ def wanted(quiet: bool = False, json: bool = False, stream=None) -> bool:
     return True
 
 
+#: A bar appears only once its stage has run this long (seconds): quick steps draw nothing, and an
+#: error raised at once is the only line on stderr (tests set it to 0 to see every bar).
+DELAY = 1.0
+
+
 class _Update:
     """What a stage yields: ``update(n)`` advances the bar by ``n`` units; ``update.note(text)`` names
     what is being worked on (shown after the bar)."""
@@ -67,7 +74,8 @@ class _Update:
         if self._bar is not None:
             with self._lock:
                 now = time.monotonic()
-                redraw = now - self._noted >= self.NOTE_INTERVAL
+                # a redraw draws the bar: not before the stage's delay (tqdm's clock is time.time)
+                redraw = now - self._noted >= self.NOTE_INTERVAL and time.time() - self._bar.start_t >= self._bar.delay
                 if redraw:
                     self._noted = now
                 self._bar.set_postfix_str(text[-80:], refresh=redraw)
@@ -103,7 +111,7 @@ class Progress:
         from tqdm import tqdm
 
         bar = tqdm(total=total, unit=unit, unit_scale=True, desc=f"{name:<10}", file=sys.stderr, leave=False,
-                   dynamic_ncols=True, mininterval=0.5, smoothing=0.1)
+                   dynamic_ncols=True, mininterval=0.5, smoothing=0.1, delay=DELAY)
         try:
             yield _Update(bar)
         finally:
