@@ -37,13 +37,14 @@ def test_report_numbers_come_from_the_files(tmp_path, qnts):
     assert all(p.exists() for p in written) and len([p for p in written if p.suffix == ".png"]) == 2
     data = json.loads((tmp_path / "rep" / "report.json").read_text())
     t = data["totals"]
-    assert t["models"] == 2 and t["checks_failed"] == 0
+    assert t["files"] == 2 and t["models"] == 1 and t["checks_failed"] == 0  # one model compressed two ways
     for path, m in zip(qnts, data["models"]):
         with QntFile(path) as f:
             assert m["file_bytes"] == f.size
             assert m["parameters"] == sum(int(np.prod(f.info(n)["shape"])) for n in f)
         assert {c["check"] for c in m["checks"]} == {"opens", "checksums", "decodes", "rft parameters", "forward pass"}
     assert t["file_bytes"] == sum(m["file_bytes"] for m in data["models"])
+    assert t["parameters"] == data["models"][0]["parameters"] and t["file_parameters"] == 2 * t["parameters"]
     spectral = data["models"][1]
     assert spectral["quantum_states"] > 0 and spectral["quantum_states"] == sum(
         r["stored_values"] for r in spectral["per_tensor"] if r["codec"] == "rft-spectral")

@@ -221,12 +221,19 @@ def cmd_compress(args: argparse.Namespace) -> int:
               f"--calibration {RECOMMENDED_CALIBRATION} (minutes; --snr 30 is the quick per-tensor one)", file=sys.stderr)
     res = compress(
         args.source, args.outfile, codec=args.codec, bpw=args.bits, snr_db=args.snr, keep=args.keep,
-        include=args.include, exclude=args.exclude, threads=args.threads, progress=not args.quiet,
+        include=args.include, exclude=args.exclude, threads=args.threads, progress=_progress(args),
         allocate=args.allocate, calibration=args.calibration, floor=args.floor, resume=args.resume,
         calibration_tokens=args.calibration_tokens, fixed_rate=args.fixed_rate, executor=args.executor,
     )
     print(json.dumps(res.to_json(), indent=2) if args.json else res.summary())
     return 0
+
+
+def _progress(args: argparse.Namespace) -> bool:
+    """Progress bars on stderr unless --quiet, or --json (flag or path) when stderr is not a terminal."""
+    from .compress.progress import wanted
+
+    return wanted(getattr(args, "quiet", False), bool(getattr(args, "json", None)))
 
 
 def cmd_decompress(args: argparse.Namespace) -> int:
@@ -236,7 +243,7 @@ def cmd_decompress(args: argparse.Namespace) -> int:
     _qnt_input(args.file, "decompress")
     check_folder(args.outdir, inputs=[args.file])
 
-    out = decompress(args.file, args.outdir, threads=args.threads)
+    out = decompress(args.file, args.outdir, threads=args.threads, progress=_progress(args))
     print(f"wrote {out} (loads with transformers' from_pretrained)")
     return 0
 
@@ -279,7 +286,7 @@ def cmd_inventory(args: argparse.Namespace) -> int:
     for f in args.files:  # every input exists and is a file before any output is touched
         _qnt_input(f, "inventory")
     inventory.check_outputs(args.outfile, json_out, args.files)
-    inv = inventory.build(args.files, forward=not args.no_forward)
+    inv = inventory.build(args.files, forward=not args.no_forward, progress=_progress(args))
     written = inventory.write(inv, args.outfile, json_out)
     t = inv["totals"]
     for m in inv["models"]:
@@ -293,7 +300,8 @@ def cmd_inventory(args: argparse.Namespace) -> int:
     if args.json is True:
         print(json.dumps(inv, indent=2, default=str))  # what --json-out writes (inventory.write)
     else:
-        print(f"inventory: {t['models']} models, {t['parameters']:,} parameters, {t['file_bytes']:,} bytes, "
+        failed = f" (and {t['files_failed_to_open']} that failed to open)" if t["files_failed_to_open"] else ""
+        print(f"inventory: {t['files']} file{'s' if t['files'] != 1 else ''}{failed} of {t['models']} model{'s' if t['models'] != 1 else ''} ({t['parameters']:,} parameters), {t['file_bytes']:,} bytes, "
               f"{num(t['bpw'], '.3f')} bpw, ratio {ratio} vs source, {num(t['ratio_vs_fp16'], '.2f')}x vs fp16, median tensor SNR {snr}; "
               f"{t['checks_failed']} checks failed; wrote {', '.join(str(w) for w in written)}")
     return 1 if t["checks_failed"] else 0
@@ -311,7 +319,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.record:  # the result is recorded in the file: it must be writable before the evaluation runs
         check_file(args.file)
     # evaluate() first checks that the original is the file's source (one line otherwise), then loads both
-    res = evaluate(args.original, args.file, text=text, text_name=name, window=args.window, max_tokens=args.max_tokens)
+    res = evaluate(args.original, args.file, text=text, text_name=name, window=args.window, max_tokens=args.max_tokens,
+                   progress=_progress(args))
     if args.record:
         update_model(args.file, {"evaluation": res})
         print(f"quantonium: recorded the evaluation in {args.file}", file=sys.stderr)
@@ -554,6 +563,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("file", metavar="FILE.qnt", help="a file written by quantonium compress")
     d.add_argument("-o", "--outdir", required=True, help="a new (or empty) folder")
     d.add_argument("--threads", type=_positive_int, default=2, metavar="N", help="tensors decoded at once")
+    d.add_argument("--quiet", action="store_true", help="no progress bars")
     d.set_defaults(func=cmd_decompress)
     i = sub.add_parser("inspect", help="per-tensor table of a .qnt file (name, shape, codec, bits, bpw, SNR)", parents=[lp],
                        description="Print what a .qnt file holds: the model, then per tensor its name, shape, codec, "
@@ -573,6 +583,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="print the numbers as JSON on stdout instead of the summary line "
                           "(with a PATH: the old spelling of --json-out PATH, still accepted)")
     inv.add_argument("--no-forward", action="store_true", help="skip rebuilding each model and running a forward pass")
+    inv.add_argument("--quiet", action="store_true", help="no progress bars")
     inv.set_defaults(func=cmd_inventory)
     ev = sub.add_parser("eval", help="perplexity / KL / top-1 (causal LMs) or embedding cosine (encoders) against the original",
                         parents=[lp],
@@ -591,6 +602,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--record", action="store_true",
                     help="record the result in the .qnt file (rewritten atomically; the inventory and chat show it)")
     ev.add_argument("--no-record", action="store_true", help=argparse.SUPPRESS)  # the default since issue 12: a no-op
+    ev.add_argument("--quiet", action="store_true", help="no progress bars")
     ev.set_defaults(func=cmd_eval)
     cp = sub.add_parser("compare", help="our codecs and peer quantisers at matched bits: table, RD chart, JSON",
                         description="Run auto/direct/rft-dense/rft-spectral and the peers (RTN g32/g128, GGUF Q8_0/Q5_0/Q4_1/Q4_0, "

@@ -46,7 +46,7 @@ import os
 import stat
 import struct
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -550,12 +550,14 @@ class QntFile:
         except (CodecError, ValueError) as e:
             self._fail(f"tensor {name!r}: {e}")
 
-    def read_all(self, *, nthreads: int = 1, reserve: int = 0, names: list[str] | None = None) -> dict[str, np.ndarray]:
+    def read_all(self, *, nthreads: int = 1, reserve: int = 0, names: list[str] | None = None,
+                 progress: Callable[[int], None] | None = None) -> dict[str, np.ndarray]:
         """Every tensor (or ``names``) decoded, the whole set bounded by ``max_memory``.
 
         Refused at once when the tensors, plus ``reserve`` bytes the caller
         will need beside them, exceed the limit; each read's working memory
-        then counts what is already held.
+        then counts what is already held. ``progress(nbytes)``, when given, is
+        called after each tensor with its decoded bytes (a progress bar).
         """
         names = list(self._tensors) if names is None else list(names)
         self.require_memory(self.decoded_bytes(names) + reserve, f"decoding {len(names)} tensors" + (" and what goes with them" if reserve else ""))
@@ -564,6 +566,8 @@ class QntFile:
         for n in names:
             out[n] = self.read(n, nthreads=nthreads, held=held)
             held += out[n].nbytes
+            if progress is not None:
+                progress(out[n].nbytes)
         return out
 
     def config(self) -> dict[str, Any]:

@@ -82,7 +82,17 @@ def _reference(cache: dict | None, key, compute):
     return cache[key]
 
 
-def _causal(orig, comp, tok, text: str, window: int, max_tokens: int, cache: dict | None = None) -> dict[str, Any]:
+def _stage(progress, name: str, total: float, unit: str):
+    """``progress.stage(...)`` when a :class:`~quantonium.compress.progress.Progress` is given, else a silent one."""
+    if progress is None:
+        from .compress.progress import Progress
+
+        progress = Progress(False)
+    return progress.stage(name, total, unit)
+
+
+def _causal(orig, comp, tok, text: str, window: int, max_tokens: int, cache: dict | None = None,
+            progress=None) -> dict[str, Any]:
     import torch
 
     ids = tok(text, return_tensors="pt")["input_ids"][0][:max_tokens]
@@ -91,12 +101,22 @@ def _causal(orig, comp, tok, text: str, window: int, max_tokens: int, cache: dic
         raise ValueError(f"the text has {len(ids)} tokens, fewer than one window of {window}")
     nll_o = nll_c = kl = 0.0
     agree = count = 0
-    with torch.no_grad():
+    keys = [("causal", window, w, len(ids)) for w in range(n_windows)]
+    passes = n_windows + sum(cache is None or k not in cache for k in keys)  # the original's cached passes are not run
+    with torch.no_grad(), _stage(progress, "perplexity", passes * window, "tok") as update:
         for w in range(n_windows):
             x = ids[w * window : (w + 1) * window].unsqueeze(0)
-            lo = _reference(cache, ("causal", window, w, len(ids)),
-                            lambda: torch.log_softmax(orig(x).logits[0, :-1].double(), -1))
+
+            def original():
+                update.note(f"window {w + 1}/{n_windows}: original")
+                out = torch.log_softmax(orig(x).logits[0, :-1].double(), -1)
+                update(window)
+                return out
+
+            lo = _reference(cache, keys[w], original)
+            update.note(f"window {w + 1}/{n_windows}: compressed")
             lc = torch.log_softmax(comp(x).logits[0, :-1].double(), -1)
+            update(window)
             tgt = x[0, 1:]
             nll_o -= lo.gather(1, tgt[:, None]).sum().item()
             nll_c -= lc.gather(1, tgt[:, None]).sum().item()
@@ -114,33 +134,49 @@ def _causal(orig, comp, tok, text: str, window: int, max_tokens: int, cache: dic
     }
 
 
-def _encoder(orig, comp, tok, text: str, n_sentences: int, cache: dict | None = None) -> dict[str, Any]:
+def _encoder(orig, comp, tok, text: str, n_sentences: int, cache: dict | None = None, progress=None) -> dict[str, Any]:
     import torch
 
     sents = sentences(text, n_sentences)
+    batches = []
+    for i in range(0, len(sents), 32):
+        enc = tok(sents[i : i + 32], padding=True, truncation=True, max_length=256, return_tensors="pt")
+        batches.append((i, enc, int(enc["attention_mask"].sum())))
+    keys = {i: ("encoder", i, len(sents)) for i, _, _ in batches}
+    total = sum(n * (2 if cache is None or keys[i] not in cache else 1) for i, _, n in batches)
     cos = []
-    with torch.no_grad():
-        for i in range(0, len(sents), 32):
-            enc = tok(sents[i : i + 32], padding=True, truncation=True, max_length=256, return_tensors="pt")
+    with torch.no_grad(), _stage(progress, "embeddings", total, "tok") as update:
+        for i, enc, n in batches:
             mask = enc["attention_mask"].unsqueeze(-1).double()
-            eo = _reference(cache, ("encoder", i, len(sents)),
-                            lambda: (encoder_states(orig, **enc).double() * mask).sum(1) / mask.sum(1))
+
+            def original():
+                update.note(f"sentences {i + 1}-{i + len(mask)}: original")
+                out = (encoder_states(orig, **enc).double() * mask).sum(1) / mask.sum(1)
+                update(n)
+                return out
+
+            eo = _reference(cache, keys[i], original)
+            update.note(f"sentences {i + 1}-{i + len(mask)}: compressed")
             ec = (encoder_states(comp, **enc).double() * mask).sum(1) / mask.sum(1)
+            update(n)
             cos += torch.nn.functional.cosine_similarity(eo, ec, dim=-1).tolist()
     return {"kind": "encoder", "sentences": len(cos), "pooling": "mean", "mean_cosine": sum(cos) / len(cos), "min_cosine": min(cos)}
 
 
 def compare_models(orig, comp, tok, text: str, *, window: int = 512, max_tokens: int = 8192,
-                   sentences: int = 256, cache: dict | None = None) -> dict[str, Any]:
+                   sentences: int = 256, cache: dict | None = None, progress=None) -> dict[str, Any]:
     """Fidelity of ``comp`` against ``orig`` (two loaded models): causal-LM or encoder metrics.
 
     The window is capped at the model's context length (reported in the result).
     ``cache`` (a dict kept by the caller for one original model and text) holds
     the original's outputs, so that comparing many models runs it once.
+    ``progress`` (a :class:`~quantonium.compress.progress.Progress`): a bar
+    counting the tokens through both models, window by window (stage
+    ``perplexity`` or ``embeddings``).
     """
     if model_kind(orig) == "causal-lm":
-        return _causal(orig, comp, tok, text, min(window, max_positions(orig)), max_tokens, cache)
-    return _encoder(orig, comp, tok, text, sentences, cache)
+        return _causal(orig, comp, tok, text, min(window, max_positions(orig)), max_tokens, cache, progress)
+    return _encoder(orig, comp, tok, text, sentences, cache, progress)
 
 
 def with_weights(model, tensors: dict[str, Any]):
@@ -166,18 +202,25 @@ def with_weights(model, tensors: dict[str, Any]):
 
 
 def evaluate(original: str, qnt: str | Path, *, text: str | None = None, text_name: str | None = None,
-             window: int = 512, max_tokens: int = 8192, sentences: int = 256) -> dict[str, Any]:
+             window: int = 512, max_tokens: int = 8192, sentences: int = 256, progress: bool = False) -> dict[str, Any]:
     """Fidelity of ``qnt`` against ``original`` (see the module docstring); the original is first checked to be
-    the file's source (:func:`check_original`, ``SourceMismatch`` otherwise), before any model is built."""
+    the file's source (:func:`check_original`, ``SourceMismatch`` otherwise), before any model is built.
+
+    ``progress``: bars on stderr for decoding the file (bytes) and for the
+    forward passes (tokens through the original and the compressed model).
+    """
+    from .compress.progress import Progress
+
     t0 = time.perf_counter()
     src = check_original(original, qnt)
+    prog = Progress(progress)
     if text is None:
         text_name, text = default_text()
     # the original first: a bad source fails before the file is decoded (a GGUF one was loaded by the check)
     orig, otok = src.live if src.live is not None else load_source(original)
-    comp, tok = load_qnt(qnt)
+    comp, tok = load_qnt(qnt, progress=prog)
     tok = tok or otok
-    res = compare_models(orig, comp, tok, text, window=window, max_tokens=max_tokens, sentences=sentences)
+    res = compare_models(orig, comp, tok, text, window=window, max_tokens=max_tokens, sentences=sentences, progress=prog)
     res.update({"original": str(original), "text": text_name or "user text",
                 "text_sha256": hashlib.sha256(text.encode()).hexdigest()[:16], "seconds": time.perf_counter() - t0})
     return res

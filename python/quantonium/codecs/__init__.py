@@ -23,6 +23,7 @@ one dimension: norms, biases) are stored ``lossless`` under ``auto``.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -90,12 +91,15 @@ def encode_tensor(
     keep: float | None = None,
     nthreads: int = 1,
     options: dict[str, Any] | None = None,
+    progress: Callable[[float, str], None] | None = None,
 ) -> Encoded:
     """Encodes one float32/float16/bfloat16 tensor; the result's SNR and bits are measured.
 
     ``options`` are the codec's constructor options; for ``auto``:
     ``{"fixed_rate": True}`` limits the candidates to the fixed-rate codecs
-    (``fixed``, ``rft-fixed``, ``wht-fixed``).
+    (``fixed``, ``rft-fixed``, ``wht-fixed``). ``progress(fraction, what)``,
+    when given, is called as the encode advances (``auto``: before each
+    candidate, and 1.0 when done); it changes nothing in the result.
     """
     dtype_name(a)  # TypeError for other dtypes
     if codec != "lossless" and not _finite(a):
@@ -109,12 +113,17 @@ def encode_tensor(
             enc = lossless.encode(a, nthreads=nthreads)
             enc.report = {"selected_by": "auto", "reason": f"small tensor (ndim {a.ndim}, {a.size} values): lossless"}
             return enc
-        return auto.encode(a, Target(snr_db, bpw, keep), nthreads=nthreads, fixed_rate=fixed_rate)
+        return auto.encode(a, Target(snr_db, bpw, keep), nthreads=nthreads, fixed_rate=fixed_rate, progress=progress)
     if codec not in CODECS:
         raise ValueError(f"unknown codec {codec!r}; expected one of auto, {', '.join(CODECS)}")
     if codec == "lossless":
         return lossless.encode(a, nthreads=nthreads)
-    return CODECS[codec][1](**(options or {})).encode(a, Target(snr_db, bpw, keep), nthreads=nthreads)
+    if progress is not None:
+        progress(0.0, codec)
+    enc = CODECS[codec][1](**(options or {})).encode(a, Target(snr_db, bpw, keep), nthreads=nthreads)
+    if progress is not None:
+        progress(1.0, codec)
+    return enc
 
 
 def decode_tensor(payload, codec: str, shape: tuple[int, ...], dtype: str, *, nthreads: int = 1,

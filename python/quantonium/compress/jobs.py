@@ -37,10 +37,24 @@ def gptq_weights(coder, a32: np.ndarray, gram, transposed: bool, step: float, nt
     return np.ascontiguousarray(compensate(a32, gram, step, ra, cb, nthreads=nthreads))
 
 
-def run_job(job: TensorJob, nthreads: int = 1) -> TensorResult:
-    """Encodes one tensor as the job says; the result carries the payload and its measured fidelity."""
+#: the share of a tensor's progress given to its encode (the rest: measuring the payload's fidelity)
+ENCODE_SHARE = 0.9
+
+
+def run_job(job: TensorJob, nthreads: int = 1, progress=None) -> TensorResult:
+    """Encodes one tensor as the job says; the result carries the payload and its measured fidelity.
+
+    ``progress`` (optional, not part of the job, so jobs stay plain data):
+    ``progress(name, nbytes, fraction, what)`` is called as the work on the
+    tensor advances (``auto``: before each candidate; then the measurement),
+    from the thread that runs the job (``progress.TensorMeter.partial``).
+    """
     t0 = time.perf_counter()
     a = job.ref.read()
+    tick = None
+    if progress is not None:
+        def tick(fraction: float, what: str) -> None:
+            progress(job.name, a.nbytes, ENCODE_SHARE * fraction, what)
     if a.dtype.name not in DTYPES:
         raise ValueError(f"tensor {job.name!r} has dtype {a.dtype}, which is not a buffer and not float32/float16/bfloat16")
     dtype = a.dtype.name
@@ -57,9 +71,11 @@ def run_job(job: TensorJob, nthreads: int = 1) -> TensorResult:
         else:
             enc = coder.encode_step(a, step, nthreads=nthreads)
     else:
-        enc = encode_tensor(a, job.codec, nthreads=nthreads, options=job.options or None, **job.target)
+        enc = encode_tensor(a, job.codec, nthreads=nthreads, options=job.options or None, progress=tick, **job.target)
     gap = None
     if enc.codec != "lossless":
+        if progress is not None:
+            progress(job.name, a.nbytes, ENCODE_SHARE, f"{enc.codec}: measuring")
         w_hat = enc.recon if enc.recon is not None else decode_tensor(enc.payload, enc.codec, a.shape, "float32",
                                                                       nthreads=nthreads)
         # against the source values (GPTQ moved the coded ones): one pass gives the SNR and the gap's distortion

@@ -31,6 +31,7 @@ import statistics
 import time
 from contextlib import closing
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +44,7 @@ from ..outputs import check_file
 from .executor import ThreadExecutor, check_executor_spec, make_executor
 from .jobs import run_job
 from .plan import TensorJob
-from .progress import Progress
+from .progress import Progress, TensorMeter
 from .sink import QntSink
 
 __all__ = ["CODEC_CHOICES", "CompressResult", "compress", "validate_options"]
@@ -295,8 +296,15 @@ def _run_per_tensor(src, todo, forced, sink, *, codec, snr_db, bpw, keep, thread
                             options=options if lossy else {}, source_dtype=src.source_dtypes.get(name))
 
     total = sum(src.nbytes(n) for n in todo if n not in sink.done)
-    with progress.stage("encode", total) as update, \
-            closing((executor or ThreadExecutor(threads)).map(run_job, jobs())) as results:
-        for res in results:  # closing: an exception here (Ctrl-C in sink.add) stops the executor at once too
-            sink.add(res)
-            update(res.source_nbytes)
+    ex = executor or ThreadExecutor(threads)
+    with progress.stage("encode", total) as update:
+        meter = TensorMeter(update)
+        # local jobs report their progress inside a tensor (a large one takes many seconds); remote ones
+        # would need the callback pickled: they count whole tensors, named as they arrive
+        fn = run_job if ex.remote else partial(run_job, progress=meter.partial)
+        with closing(ex.map(fn, jobs())) as results:
+            for res in results:  # closing: an exception here (Ctrl-C in sink.add) stops the executor at once too
+                sink.add(res)
+                meter.done(res.name, res.source_nbytes)
+                if ex.remote:
+                    update.note(res.name)

@@ -119,9 +119,17 @@ def tokenizer_from_files(files: dict[str, bytes]):
         return transformers.AutoTokenizer.from_pretrained(d)
 
 
-def load_qnt(path: str | Path, *, dtype: Any = None, threads: int = 1):
-    """(model in eval mode, tokenizer or None) rebuilt from a ``.qnt`` file, in memory."""
+def load_qnt(path: str | Path, *, dtype: Any = None, threads: int = 1, progress=None):
+    """(model in eval mode, tokenizer or None) rebuilt from a ``.qnt`` file, in memory.
+
+    ``progress`` (a :class:`~quantonium.compress.progress.Progress`): a ``decode`` bar over the bytes of
+    the decoded tensors.
+    """
+    from ..codecs.base import itemsize
+    from ..compress.progress import Progress
     from ..container import QntFile
+
+    progress = progress if progress is not None else Progress(False)
 
     tdtype = resolve_dtype(dtype)
     with QntFile(path) as f:
@@ -144,10 +152,12 @@ def load_qnt(path: str | Path, *, dtype: Any = None, threads: int = 1):
             return name, t
 
         filled: set[str] = set()
-        with ThreadPoolExecutor(max(1, threads)) as pool:
+        with ThreadPoolExecutor(max(1, threads)) as pool, progress.stage("decode", f.decoded_bytes()) as update:
             for name, t in pool.map(decode, names):  # in order; a decoded tensor goes into the model at once
                 _set_param(model, mapping[name], t)
                 filled.add(mapping[name])
+                update(f.info(name)["numel"] * itemsize(f.info(name)["dtype"]))
+                update.note(name)
         tied = f.model.get("tied") if isinstance(f.model.get("tied"), dict) else {}
         _finish(model, tied, mapping, filled, str(path))
         tok = tokenizer_from_files({n: f.file(n) for n in f.file_names})

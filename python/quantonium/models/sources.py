@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from ..filenames import KNOWN_FILES
+from ..filenames import KNOWN_FILES, MODULE_FILES, is_module_dir
 from .safetensors_view import SafetensorsView, TensorSpan
 
 __all__ = ["EMBED_FILES", "ModelSource", "SourceError", "TensorRef", "open_source", "source_files"]
@@ -137,7 +137,17 @@ def _license_from(folder: Path, config: dict) -> str:
 
 
 def _embed(folder: Path) -> dict[str, bytes]:
-    return {name: (folder / name).read_bytes() for name in EMBED_FILES if (folder / name).is_file()}
+    """The files a loader needs besides the weights: config, tokenizer, generation config, licence,
+    and the sentence-transformers modules (``modules.json`` and each module folder's allowed files,
+    ``1_Pooling/config.json``, ...; the folder names of the allow-list in :mod:`quantonium.filenames`)."""
+    out = {name: (folder / name).read_bytes() for name in EMBED_FILES if (folder / name).is_file()}
+    for d in sorted(folder.iterdir()) if folder.is_dir() else []:
+        if not (is_module_dir(d.name) and d.is_dir()):
+            continue
+        for f in sorted(MODULE_FILES):
+            if (d / f).is_file():
+                out[f"{d.name}/{f}"] = (d / f).read_bytes()
+    return out
 
 
 def _safetensors_source(source: str, files: list[Path], folder: Path | None) -> ModelSource:
@@ -366,4 +376,6 @@ def source_files(source: str | os.PathLike) -> list[Path]:
     except SourceError:
         return []
     extra = [p / "model.safetensors.index.json"] if (p / "model.safetensors.index.json").is_file() else []
-    return files + extra + [p / n for n in EMBED_FILES if (p / n).is_file()]
+    modules = [d / f for d in sorted(p.iterdir()) if is_module_dir(d.name) and d.is_dir()
+               for f in sorted(MODULE_FILES) if (d / f).is_file()]
+    return files + extra + [p / n for n in EMBED_FILES if (p / n).is_file()] + modules
