@@ -157,7 +157,7 @@ def test_inventory_json_is_a_flag_and_json_out_a_path(tmp_path, tiny):
     rc, out, err = cli(["inventory", qnt, "-o", tmp_path / "r2.md", "--json-out", tmp_path / "r2.json", "--no-forward"])
     assert rc == 0, err
     assert json.loads((tmp_path / "r2.json").read_text())["totals"] == data["totals"]
-    assert out.startswith("inventory: 1 models")
+    assert out.startswith("inventory: 1 file of 1 model")
     # the old spelling still works, with a note; a .qnt for a value is refused (it would be an input)
     rc, out, err = cli(["inventory", qnt, "-o", tmp_path / "r3.md", "--json", tmp_path / "r3.json", "--no-forward"])
     assert rc == 0 and (tmp_path / "r3.json").is_file() and "--json-out PATH" in err, err
