@@ -199,17 +199,27 @@ def test_nthreads_outside_1_to_1024_is_refused_everywhere(nthreads):
             call()
 
 
-def test_the_largest_nthreads_is_accepted(rng):
-    for call in _entry_points(MAX_THREADS):
-        call()
-    # enough rows and groups for every one of the 1024 shares to start a thread
-    x = rng.standard_normal((2048, 8)).astype(np.float32)
-    np.testing.assert_array_equal(qn.rft_forward(x, nthreads=MAX_THREADS), qn.rft_forward(x, nthreads=MAX_THREADS))
-    steps = np.full(x.size // 8, 0.1, np.float32)
-    np.testing.assert_array_equal(
-        qn.quantize_uniform(x, steps, group_size=8, nthreads=MAX_THREADS),
-        qn.quantize_uniform(x, steps, group_size=8),
-    )
+def test_the_largest_nthreads_is_accepted():
+    # In a child: under load this has corrupted the heap now and then (glibc's "malloc_consolidate(): invalid
+    # chunk size" at the next allocation, about 1 run in 10-20, more in a full suite), an open bug (README,
+    # "Known problems"); a child keeps a crash to this test instead of ending the whole run, and says so.
+    out = run_child("""
+        import numpy as np
+        import quantonium_native as qn
+        from test_native_limits import MAX_THREADS, _entry_points
+        for call in _entry_points(MAX_THREADS):
+            call()
+        # enough rows and groups for every one of the 1024 shares to start a thread
+        x = np.random.default_rng(0).standard_normal((2048, 8)).astype(np.float32)
+        np.testing.assert_array_equal(qn.rft_forward(x, nthreads=MAX_THREADS), qn.rft_forward(x, nthreads=MAX_THREADS))
+        steps = np.full(x.size // 8, 0.1, np.float32)
+        np.testing.assert_array_equal(
+            qn.quantize_uniform(x, steps, group_size=8, nthreads=MAX_THREADS),
+            qn.quantize_uniform(x, steps, group_size=8),
+        )
+        print("ok")
+    """)
+    assert out.strip() == "ok"
 
 
 @pytest.mark.skipif(UNDER_SANITIZER, reason="RLIMIT_AS cannot be lowered under ASan/TSan (their shadow memory)")
