@@ -296,8 +296,7 @@ def test_ctrl_c_stops_a_compress_promptly_and_cleanly(tmp_path):
     src = _big_safetensors(tmp_path / "big.safetensors")
     out_dir = tmp_path / "out"
     out_dir.mkdir()
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).parents[1] / "python"),
-                                                        os.environ.get("PYTHONPATH", "")]))
+    env = dict(os.environ)  # the quantonium this test runs on (installed, or PYTHONPATH=python in a dev tree)
     p = subprocess.Popen([sys.executable, "-m", "quantonium", "compress", str(src), "-o", str(out_dir / "m.qnt"),
                           "--snr", "40", "--threads", "2", "--quiet"],
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
