@@ -27,10 +27,12 @@ BAR = "%|"  # what a drawn tqdm bar always holds
 
 @pytest.fixture
 def bars(monkeypatch):
-    """Every bar drawn at once (the tiny models here finish their stages within the usual delay)."""
+    """Every bar drawn at once and at every update (the tiny models here finish their stages within the
+    usual delay, and their tensors within one redraw interval: the names would be drawn only now and then)."""
     from quantonium.compress import progress
 
     monkeypatch.setattr(progress, "DELAY", 0)
+    monkeypatch.setattr(progress, "MININTERVAL", 0)
 
 
 # --- progress ------------------------------------------------------------------------------------

@@ -51,6 +51,8 @@ def wanted(quiet: bool = False, json: bool = False, stream=None) -> bool:
 #: A bar appears only once its stage has run this long (seconds): quick steps draw nothing, and an
 #: error raised at once is the only line on stderr (tests set it to 0 to see every bar).
 DELAY = 1.0
+#: Seconds between redraws of a bar (tqdm's mininterval).
+MININTERVAL = 0.5
 
 
 class _Update:
@@ -111,7 +113,7 @@ class Progress:
         from tqdm import tqdm
 
         bar = tqdm(total=total, unit=unit, unit_scale=True, desc=f"{name:<10}", file=sys.stderr, leave=False,
-                   dynamic_ncols=True, mininterval=0.5, smoothing=0.1, delay=DELAY)
+                   dynamic_ncols=True, mininterval=MININTERVAL, smoothing=0.1, delay=DELAY)
         try:
             yield _Update(bar)
         finally:
