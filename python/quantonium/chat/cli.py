@@ -9,19 +9,10 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ..cli import _positive_int  # the one argument type of every subcommand's counts
 from .loader import DTYPE_NAMES
 
 __all__ = ["add_subcommands"]
-
-
-def _positive_int(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"{v} must be at least 1")
-    return v
 
 
 def _port(text: str) -> int:

@@ -50,13 +50,6 @@ def _planes(a: np.ndarray, name: str, nthreads: int = 1) -> list[np.ndarray]:
     return qn.byte_planes(np.ascontiguousarray(a).reshape(-1).view(_UINT[name]), name, nthreads=nthreads)
 
 
-def _join(planes: list[np.ndarray], name: str) -> np.ndarray:
-    out = np.zeros(planes[0].size, _UINT[name])
-    for i, p in enumerate(planes):
-        qn.or_byte_plane(out, p, i, name)
-    return out.view(numpy_dtype(name))
-
-
 def _worth_coding(p: np.ndarray) -> bool:
     """False when a strided sample's order-0 entropy says rANS would save under RAW_GAIN of the plane."""
     if p.size <= DECIDE_SAMPLE:
@@ -73,7 +66,6 @@ def encode(a: np.ndarray, target: Target | None = None, *, nthreads: int = 1) ->
     name = dtype_name(a)
     planes = _planes(a, name, nthreads)
     todo = [i for i, p in enumerate(planes) if _worth_coding(p)]
-    coded: dict[int, bytes] = {}
     # the threads go to the planes being coded, and inside each plane to rANS's chunks (same bytes for any split)
     per = max(1, nthreads // max(1, len(todo)))
     if len(todo) > 1 and nthreads > 1:
