@@ -144,3 +144,38 @@ def test_gram_matrices_are_released_one_block_at_a_time(tokenizer_and_text, tmp_
              threads=1, progress=False, calibration_tokens=512)
     assert len(seen) == 6 * 4 + 1  # per layer: q/k/v (one input), o, gate/up (one input), down; the untied head
     assert 1 <= live_max[0] <= 4  # at most one block's four inputs (handed over one by one, each released after)
+
+
+@pytest.mark.parametrize("family", ["gpt2", "gpt-neo", "llama", "gemma3", "qwen2"])
+def test_the_block_by_block_sweep_measures_each_layers_own_input(family, tokenizer_and_text):
+    """gram_sweep in chunks of one window, block by block with the earlier blocks replayed from their
+    stored outputs, gives every layer the Gram matrix of the input it sees when the whole model runs on
+    all windows at once (captured independently); local / sliding-window layers (window 16 < 64
+    tokens) and untied heads included. A replay that fed a block the wrong input, or masks made for
+    another layer type, fails this."""
+    from quantonium.calibration import CalibrationData, gram_modules, gram_sweep
+
+    tok, text = tokenizer_and_text
+    torch.manual_seed(0)
+    model = families()[family]().eval()
+    data = CalibrationData.make(model, tok, text, max_tokens=256, window=64)
+    assert len(data.windows) == 4
+    got: dict[str, np.ndarray] = {}
+    gram_sweep(model, data, lambda n, g, t: got.__setitem__(n, g.double().numpy().copy()), chunk_tokens=64)
+    inputs, handles = {}, []
+    mods = {n: m for n, m, _ in gram_modules(model, data)}
+    for n, m in mods.items():
+        handles.append(m.register_forward_pre_hook(
+            lambda mod, inp, _n=n: inputs.__setitem__(_n, inp[0].detach().reshape(-1, inp[0].shape[-1]).double())))
+    with torch.no_grad():
+        model(torch.cat(data.windows, 0), use_cache=False)
+    for h in handles:
+        h.remove()
+    head = model.get_output_embeddings()
+    assert set(got) == set(mods) and len(got) >= 8
+    if not model.config.tie_word_embeddings:
+        assert any(mods[n] is head for n in got)  # the untied head's matrix, measured before its logits
+    for n, x in inputs.items():
+        want = (x.T @ x / x.shape[0]).numpy()
+        assert np.allclose(got[n], want, rtol=1e-4, atol=1e-5 * np.abs(want).max()), n
+    assert all("forward" not in b.__dict__ for b in model.modules())  # the blocks' own forward is back

@@ -52,10 +52,11 @@ import numpy as np
 #: Each sensitivity factor is floored at this fraction of its mean (see Sensitivity.factors).
 DEFAULT_FLOOR = 0.3
 
+from .memory import trim
 from .models.arch import encoder_states, find_blocks, max_positions, model_kind
 from .models.texts import sentences
 
-__all__ = ["DEFAULT_FLOOR", "CalibrationData", "Sensitivity", "collect_grams", "gram_modules", "gram_sweep", "measure",
+__all__ = ["DEFAULT_FLOOR", "CalibrationData", "Sensitivity", "collect_grams", "gram_modules", "gram_sweep", "measure", "sample_labels",
            "weight_modules"]
 
 #: Tokens of calibration text for causal LMs, and window length (capped at the context).
@@ -192,6 +193,22 @@ def activation_bytes(model, data: CalibrationData, batch: int = 1) -> float:
     return 40.0 * 4 * h * len(blocks) * tokens
 
 
+def sample_labels(logits, generator) -> object:
+    """One label per row of ``logits`` (tokens, vocabulary), drawn from softmax(logits).
+
+    By inversion of the cumulative distribution (float64): one uniform number
+    per token. ``torch.multinomial`` draws an exponential number per
+    vocabulary entry (256 x 49,152 per SmolLM2 window: 0.3 s, 15% of the
+    sensitivity pass, measured with torch.profiler).
+    """
+    import torch
+
+    with torch.no_grad():
+        cdf = torch.softmax(logits.double(), -1).cumsum_(-1)
+        u = torch.rand((cdf.shape[0], 1), generator=generator, dtype=torch.float64) * cdf[:, -1:]
+        return torch.searchsorted(cdf, u)[:, 0].clamp_(max=cdf.shape[1] - 1)
+
+
 def measure(model, tok, text: str | None = None, *, data: CalibrationData | None = None,
             max_tokens: int = DEFAULT_TOKENS, window: int = DEFAULT_WINDOW, n_sentences: int = DEFAULT_SENTENCES,
             seed: int = 0, checkpoint_blocks: bool | None = None, batch: int = 1,
@@ -227,14 +244,15 @@ def measure(model, tok, text: str | None = None, *, data: CalibrationData | None
                 st["x"] = st["x"] + torch.bincount(x.reshape(-1), minlength=mod.num_embeddings).double()
                 st["n"] += x.numel()
             else:
-                xd = x.detach().reshape(-1, x.shape[-1]).double()
-                st["x"] = st["x"] + xd.pow(2).sum(0)
-                st["n"] += xd.shape[0]
+                xf = x.detach().reshape(-1, x.shape[-1]).float()
+                st["x"] = st["x"] + (xf * xf).sum(0).double()  # one window's sum in float32, the total in float64
+                st["n"] += xf.shape[0]
             if kind == "Embedding" and not out.requires_grad and out.grad_fn is None:
                 out = out.requires_grad_(True)  # frozen weights: make the graph start here
             if out.requires_grad:
                 def grad_hook(g):
-                    st["g"] = st["g"] + g.detach().double().pow(2).reshape(-1, g.shape[-1]).sum(0)
+                    gf = g.detach().reshape(-1, g.shape[-1]).float()
+                    st["g"] = st["g"] + (gf * gf).sum(0).double()
                 out.register_hook(grad_hook)
             return out
         return hook
@@ -258,10 +276,12 @@ def measure(model, tok, text: str | None = None, *, data: CalibrationData | None
                     logits = model(x, use_cache=False).logits
                     logits = logits.reshape(-1, logits.shape[-1])
                     with torch.no_grad():
-                        y = torch.multinomial(torch.softmax(logits.double(), -1), 1, generator=g_torch)[:, 0]
+                        y = sample_labels(logits, g_torch)
                     loss = torch.nn.functional.cross_entropy(logits.float(), y, reduction="sum")
                     phase["forward"] = False
                     loss.backward()
+                    del logits, loss
+                    trim()  # the window's freed activations back to the system (memory.py)
                     if progress:
                         progress(x.numel())
             else:
@@ -273,6 +293,7 @@ def measure(model, tok, text: str | None = None, *, data: CalibrationData | None
                     v = torch.randn(pooled.shape, generator=g_torch, dtype=pooled.dtype)
                     phase["forward"] = False
                     (pooled * v).sum().backward()
+                    trim()
                     if progress:
                         progress(int(enc["attention_mask"].sum()))
     finally:
@@ -336,97 +357,198 @@ class _HeadReached(Exception):
     """Raised by gram_sweep's hook on the LM head: the pass has measured everything it needs."""
 
 
+class _BlockDone(Exception):
+    """Raised before the block after the one being measured: the rest of the pass is not needed."""
+
+
+#: Calibration tokens per forward call of ``gram_sweep`` (causal LMs with blocks). At GPT-Neo 1.3B,
+#: 2048 tokens make a 64 MiB MLP activation (8192 wide) where all 8192 tokens at once made 256 MiB.
+GRAM_CHUNK_TOKENS = 2048
+
+
+class _Grams:
+    """The Gram matrices being summed: per module name, [sum of x^T x (float32), rows]; layers fed the
+    same tensor (q/k/v) share one sum."""
+
+    def __init__(self, eligible: dict[str, tuple[object, str]], on_gram) -> None:
+        self.eligible, self.on_gram = eligible, on_gram
+        self.acc: dict[str, list] = {}
+        self.last: dict[str, object] = {}
+        self.measuring: set[str] = set(eligible)  # the modules whose inputs count now
+
+    def hook(self, name: str, x) -> None:
+        import torch
+
+        if name not in self.measuring:
+            return
+        # the input tensor itself is kept as the key (an address could be reused by a later activation)
+        if self.last.get("x") is x and self.last.get("version") == x._version:
+            self.acc.setdefault(name, self.last["acc"])  # the previous layer's input: one matrix
+            return
+        xf = x.detach().reshape(-1, x.shape[-1]).float()
+        a = self.acc.setdefault(name, [None, 0])
+        a[0] = torch.mm(xf.T, xf) if a[0] is None else a[0].addmm_(xf.T, xf)
+        a[1] += xf.shape[0]
+        self.last.update(x=x, version=x._version, acc=a)
+
+    def hand_over(self, names) -> list[str]:
+        """Divides, hands to ``on_gram`` and releases the matrices of ``names`` that were measured."""
+        self.last.clear()
+        done = []
+        for n in names:
+            a = self.acc.pop(n, None)
+            if a is None or a[0] is None:
+                continue
+            if a[1] >= 0:  # a shared sum is divided once: its other names find rows < 0
+                a[0].div_(max(a[1], 1))
+                a[1] = -1
+            self.on_gram(n, a[0], self.eligible[n][1] == "Conv1D")
+            done.append(n)
+            del a
+        trim()
+        return done
+
+
 def gram_sweep(model, data: CalibrationData, on_gram: Callable[[str, object, bool], None], *,
-               modules: set[str] | None = None, progress: Callable[[int], None] | None = None) -> None:
-    """Runs the calibration data through the model once and hands each layer's input Gram matrix
+               modules: set[str] | None = None, progress: Callable[[int], None] | None = None,
+               chunk_tokens: int = GRAM_CHUNK_TOKENS) -> None:
+    """Runs the calibration data through the model and hands each layer's input Gram matrix
     ``E[x x^T]`` (a float32 torch tensor) to ``on_gram(module name, gram, transposed)``.
 
-    Causal LMs: every calibration window in ONE batch, so a layer's Gram matrix
-    is complete when the layer has run. The matrices of one block (decoder
-    layer) are handed to ``on_gram`` (which may quantise the layers) when the
-    next block starts, when only the residual stream is alive and not the
-    block's attention and MLP activations, and are released then: one block's
-    matrices exist at a time (q/k/v share one). The pass stops before the LM
-    head computes its logits (tokens x vocabulary floats: 4096 x 262,144 for
-    Gemma 3 would be 4.3 GB); a head that is not tied still gets its matrix.
-    Without recognisable blocks each matrix is handed over as soon as it is
-    made. Encoders (variable-length sentence batches): the
-    matrices are accumulated over the batches and handed over at the end
-    (encoders are small). ``modules`` limits the layers (names from
-    ``gram_modules``); ``transposed`` is True for Conv1D (weight stored (in, out)).
+    Causal LMs with recognisable blocks (decoder layers) are swept one block at
+    a time, as GPTQ does: the windows go through in chunks of ``chunk_tokens``
+    tokens, and the pass for block i runs the model on each chunk with blocks
+    0..i-1 replaced by their stored outputs (the model itself still makes each
+    block's masks and position embeddings, whatever the architecture: sliding
+    or global layers, rotary tables), block i computed with the Gram hooks on,
+    and the pass stopped before block i+1. Block i's matrices, summed over the
+    chunks, are then handed to ``on_gram`` (which may quantise the layers) and
+    released: one block's matrices exist at a time (q/k/v share one), and one
+    chunk's activations, whatever the number of calibration tokens. The last
+    block's pass goes on to the modules after the blocks (an LM head that is
+    not tied gets its matrix) and stops before the head computes its logits
+    (tokens x vocabulary floats: 4096 x 262,144 for Gemma 3 would be 4.3 GB);
+    modules before the first block are measured in the first pass. Memory
+    beyond the model: the block outputs of every chunk (tokens x hidden
+    floats: 64 MiB at GPT-Neo 1.3B and 8192 tokens) and one chunk's
+    activations. Without recognisable blocks, the chunks go through the whole
+    model and every matrix is handed over at the end. Encoders
+    (variable-length sentence batches): the matrices are accumulated over the
+    batches and handed over at the end (encoders are small). ``modules``
+    limits the layers (names from ``gram_modules``); ``transposed`` is True
+    for Conv1D (weight stored (in, out)).
     """
     import torch
 
     eligible = {n: (m, k) for n, m, k in gram_modules(model, data) if modules is None or n in modules}
-    handles = []
-    last: dict[str, object] = {}
-    pending: dict[str, list] = {}  # encoders: name -> [sum, count]
-
-    def gram_of(x) -> object:
-        # layers fed the same tensor (q/k/v) share one matrix: the tensor itself is kept as the key
-        # (an address could be reused by a later activation of the same shape once this one is freed)
-        if last.get("x") is not x or last.get("version") != x._version:
-            last.clear()  # the previous layer's matrix goes before the next one is made
-            xf = x.detach().reshape(-1, x.shape[-1]).float()
-            g = torch.mm(xf.T, xf)
-            g.div_(xf.shape[0])
-            last["x"], last["version"], last["gram"] = x, x._version, g
-        return last["gram"]
-
     blocks = find_blocks(model) if data.kind == "causal-lm" else []
-    block_grams: list[tuple[str, object, bool]] = []  # made in the running block, handed over at the next
-
-    def flush(*_args) -> None:
-        while block_grams:
-            n, g, t = block_grams.pop(0)
-            on_gram(n, g, t)
-            del g
-        last.clear()
-
-    for name, (mod, kind) in eligible.items():
-        def hook(m, inp, _n=name, _k=kind):
-            x = inp[0]
-            if data.kind == "causal-lm":
-                if blocks:
-                    block_grams.append((_n, gram_of(x), _k == "Conv1D"))
-                else:
-                    on_gram(_n, gram_of(x), _k == "Conv1D")
-            else:
-                xf = x.detach().reshape(-1, x.shape[-1]).float()
-                st = pending.setdefault(_n, [0.0, 0])
-                st[0] = st[0] + xf.T @ xf
-                st[1] += xf.shape[0]
-        handles.append(mod.register_forward_pre_hook(hook))
-    if blocks:
-        handles += [b.register_forward_pre_hook(flush) for b in blocks]
-    head = model.get_output_embeddings() if data.kind == "causal-lm" else None
-    if head is not None:
-        def stop(*_args):  # after the head's own Gram hook (registered before): no logits are computed
-            flush()
-            raise _HeadReached
-        handles.append(head.register_forward_pre_hook(stop))
+    grams = _Grams(eligible, on_gram)
+    handles = [mod.register_forward_pre_hook(lambda m, inp, _n=n: grams.hook(_n, inp[0]))
+               for n, (mod, _) in eligible.items()]
     try:
         with torch.no_grad():
-            if data.kind == "causal-lm":
-                try:
-                    model(torch.cat(data.windows, 0), use_cache=False)
-                except _HeadReached:
-                    pass
-                flush()
-                if progress:
-                    progress(data.tokens)
+            if data.kind == "causal-lm" and blocks:
+                _sweep_blocks(model, _chunks(data, chunk_tokens), blocks, grams)
+            elif data.kind == "causal-lm":
+                _sweep_chunks(model, _chunks(data, chunk_tokens), grams)
             else:
                 for enc in data.batches:
                     encoder_states(model, **enc)
+                    grams.last.clear()
                     if progress:
                         progress(int(enc["attention_mask"].sum()))
+                grams.hand_over(list(eligible))
+                return
+        if progress:
+            progress(data.tokens)
     finally:
         for h in handles:
             h.remove()
-        block_grams.clear()
-        last.clear()
-    for name, (total, n) in pending.items():
-        on_gram(name, total / max(n, 1), eligible[name][1] == "Conv1D")
+        grams.acc.clear()
+        grams.last.clear()
+
+
+def _chunks(data: CalibrationData, chunk_tokens: int) -> list:
+    """The calibration windows in (windows, W) batches of about ``chunk_tokens`` tokens."""
+    import torch
+
+    per = max(1, chunk_tokens // max(1, data.windows[0].shape[1]))
+    return [torch.cat(data.windows[i:i + per], 0) for i in range(0, len(data.windows), per)]
+
+
+def _run_until_stopped(model, x) -> None:
+    try:
+        model(x, use_cache=False)
+    except (_BlockDone, _HeadReached):
+        pass
+
+
+def _stop_on(module, exc: type[Exception]):
+    def stop(*_args):
+        raise exc
+    return module.register_forward_pre_hook(stop)
+
+
+def _sweep_chunks(model, chunks: list, grams: _Grams) -> None:
+    """No recognisable blocks: every chunk through the whole model (up to the head), then every matrix."""
+    head = model.get_output_embeddings()
+    stop = _stop_on(head, _HeadReached) if head is not None else None
+    try:
+        for x in chunks:
+            _run_until_stopped(model, x)
+            grams.last.clear()
+    finally:
+        if stop is not None:
+            stop.remove()
+    grams.hand_over(list(grams.eligible))
+
+
+def _sweep_blocks(model, chunks: list, blocks: list, grams: _Grams) -> None:
+    """The block-by-block passes of ``gram_sweep`` (its docstring)."""
+    inside: list[set[str]] = []
+    for b in blocks:
+        mine = {id(m) for m in b.modules()}
+        inside.append({n for n, (m, _) in grams.eligible.items() if id(m) in mine})
+    outside = set(grams.eligible) - set().union(*inside)
+    # blocks after the last one with a matrix to measure need no pass (unless modules after the blocks do)
+    last = len(blocks) - 1 if outside else max((i for i, s in enumerate(inside) if s), default=-1)
+    stored: list = [None] * len(chunks)  # the output of the last block computed, per chunk
+    current = [0]
+
+    def replay(*_args, **_kwargs):
+        return stored[current[0]]
+
+    def keep(_m, _inp, out):
+        stored[current[0]] = out
+
+    head = model.get_output_embeddings()
+    stops = [_stop_on(head, _HeadReached)] if head is not None else []
+    try:
+        for i in range(last + 1):
+            grams.measuring = inside[i] | (outside if i in (0, last) else set())
+            if i + 1 < len(blocks):
+                stops.append(_stop_on(blocks[i + 1], _BlockDone))
+            capture = blocks[i].register_forward_hook(keep)
+            try:
+                for c, x in enumerate(chunks):
+                    current[0] = c
+                    _run_until_stopped(model, x)
+                    grams.last.clear()
+            finally:
+                capture.remove()
+                if i + 1 < len(blocks):
+                    stops.pop().remove()
+            blocks[i].forward = replay  # from now on, this block gives its stored output
+            if i == 0:
+                outside -= set(grams.hand_over(sorted(outside)))  # modules before the first block
+            grams.hand_over(sorted(inside[i], key=list(grams.eligible).index)
+                            + (sorted(outside, key=list(grams.eligible).index) if i == last else []))
+    finally:
+        for b in blocks:
+            b.__dict__.pop("forward", None)
+        for h in stops:
+            h.remove()
+        stored.clear()
 
 
 def collect_grams(model, data: CalibrationData) -> dict[str, tuple[np.ndarray, bool]]:

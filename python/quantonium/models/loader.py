@@ -182,15 +182,12 @@ def load_source(source: str | Path, *, dtype: Any = None):
     p = Path(source)
     tdtype = resolve_dtype(dtype)
     if p.suffix == ".gguf" and p.is_file():
-        import transformers
+        from .gguf_model import load_gguf
 
         try:
-            tok = transformers.AutoTokenizer.from_pretrained(str(p.parent), gguf_file=p.name)
-            model = transformers.AutoModelForCausalLM.from_pretrained(str(p.parent), gguf_file=p.name,
-                                                                      dtype=tdtype or torch.float32)
+            return load_gguf(p, tdtype)
         except Exception as e:
             raise LoadError(f"{p}: transformers could not load this GGUF file ({str(e)[:120]})") from None
-        return model.eval(), tok
     src = open_source(source)
     if not src.config:
         raise LoadError(f"{source}: no config.json beside the weights, so the model cannot be built")

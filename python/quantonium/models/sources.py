@@ -238,16 +238,20 @@ def _bin_source(source: str, files: list[Path], folder: Path) -> ModelSource:
 
 def _gguf_source(path: Path) -> ModelSource:
     try:
-        import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        import gguf  # noqa: F401
+        import torch  # noqa: F401
+        import transformers  # noqa: F401
     except ImportError as e:
         raise SourceError(f"{path}: reading GGUF needs torch, transformers and gguf ({e})") from None
+    from .gguf_model import gguf_licence, load_gguf, shared_gguf_parses
+
     folder = str(path.parent)
-    try:
-        tok = AutoTokenizer.from_pretrained(folder, gguf_file=path.name)
-        model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=path.name, dtype=torch.float32)
-    except Exception as e:
-        raise SourceError(f"{path}: transformers could not load this GGUF file ({e})") from None
+    with shared_gguf_parses():  # tokenizer, config, weights and licence from one parse of the file
+        try:
+            model, tok = load_gguf(path)
+        except Exception as e:
+            raise SourceError(f"{path}: transformers could not load this GGUF file ({e})") from None
+        gguf_license = gguf_licence(path)
     config = model.config.to_dict()
     config.pop("quantization_config", None)
     config["architectures"] = [type(model).__name__]
@@ -266,15 +270,6 @@ def _gguf_source(path: Path) -> ModelSource:
         emb = next((n for n in state if n.endswith("embed_tokens.weight") or n.endswith("wte.weight")), None)
         if emb:
             shared["lm_head.weight"] = emb
-    gguf_license = "unknown"
-    try:
-        from gguf import GGUFReader
-
-        field = GGUFReader(str(path)).fields.get("general.license")
-        if field is not None:
-            gguf_license = bytes(field.parts[field.data[0]]).decode(errors="replace")
-    except Exception:  # the licence is optional metadata; "unknown" is the honest answer
-        pass
     return ModelSource(
         source=str(path),
         kind="gguf",
@@ -289,7 +284,7 @@ def _gguf_source(path: Path) -> ModelSource:
         shapes={n: tuple(t.shape) for n, t in state.items()},
         sizes={n: t.numel() * t.element_size() for n, t in state.items()},
         paths=[str(path)],
-        live=(model.eval(), tok),
+        live=(model, tok),
     )
 
 
