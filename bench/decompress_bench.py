@@ -12,7 +12,9 @@ Variants, each round one fresh process per variant, in turn:
 - ``stream``: ``quantonium.pipeline.decompress`` as it is (header from the index, each tensor written
   as it is decoded, direct I/O where the filesystem allows it);
 - ``stream-buffered``: the same through the page cache (``outputs.DIRECT_IO = False``: buffered
-  writes, writeback started after each buffer).
+  writes, writeback started after each buffer);
+- ``imports``: the same imports (torch included, in every variant), no work: the baseline of the
+  anonymous memory (the streamed ``quantonium decompress`` command itself no longer imports torch).
 
 Per run: wall seconds inside the process (imports excluded), of which the final fsyncs (the
 ``StreamFile``'s own and the folder commit's), MB/s of fp32 output (bytes of ``model.safetensors``)
@@ -79,6 +81,9 @@ def hold(qnt, outdir, threads):  # the decompress of commit 7ffadb2, tensors onl
 if variant == "stream-buffered":
     outputs.DIRECT_IO = False
 t0 = time.perf_counter()
+if variant == "imports":
+    print(json.dumps({"wall": 0.0, "sync": 0.0, "bytes": 0, "digest": None}))
+    sys.exit(0)
 if variant == "hold":
     hold(qnt, out, threads)
 else:
@@ -115,7 +120,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--qnt", required=True, help="a .qnt file (e.g. the scale benchmark's *-direct4.qnt)")
     ap.add_argument("--out", default=None, help="where the output folder goes (default: beside the .qnt)")
-    ap.add_argument("--variants", default="hold,stream,stream-buffered")
+    ap.add_argument("--variants", default="imports,hold,stream,stream-buffered")
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--json", default=None)
@@ -133,7 +138,8 @@ def main(argv=None) -> int:
                 digests[v] = x["digest"]
             x["round"] = r
             runs.append(x)
-            print(f"round {r} {v}: {x['wall']:.1f} s (fsync {x['sync']:.1f} s), {x['bytes'] / 1e6 / x['wall']:.0f} MB/s, "
+            rate = f"{x['bytes'] / 1e6 / x['wall']:.0f} MB/s" if x["wall"] else "-"
+            print(f"round {r} {v}: {x['wall']:.1f} s (fsync {x['sync']:.1f} s), {rate}, "
                   f"anon {x['peak_anon_mib']:.0f} MiB, load {x['load_avg_1m']:.1f}", flush=True)
     if len(set(digests.values())) > 1:
         raise SystemExit(f"the variants wrote different tensors: {digests}")
@@ -144,7 +150,8 @@ def main(argv=None) -> int:
         wall = statistics.median(x["wall"] for x in rs)
         nosync = statistics.median(x["wall"] - x["sync"] for x in rs)
         summary[v] = {"bytes": nbytes, "wall_s": wall, "sync_s": statistics.median(x["sync"] for x in rs),
-                      "mb_s": nbytes / 1e6 / wall, "mb_s_without_final_fsync": nbytes / 1e6 / nosync,
+                      "mb_s": nbytes / 1e6 / wall if wall else None,
+                      "mb_s_without_final_fsync": nbytes / 1e6 / nosync if nosync else None,
                       "process_s": statistics.median(x["process_seconds"] for x in rs),
                       "peak_anon_mib": statistics.median(x["peak_anon_mib"] for x in rs),
                       "peak_anon_mib_max": max(x["peak_anon_mib"] for x in rs)}
@@ -153,14 +160,15 @@ def main(argv=None) -> int:
            "when": time.strftime("%Y-%m-%d %H:%M"), "machine": os.uname().machine, "cpus": os.cpu_count(),
            "load_avg_1m": [x["load_avg_1m"] for x in runs], "same_tensors": len(set(digests.values())) <= 1,
            "summary": summary, "runs": runs}
-    lines = [f"decompress of `{qnt.name}` ({summary[variants[0]]['bytes'] / 1e9:.2f} GB of output), {a.threads} threads, "
+    nbytes = max(s["bytes"] for s in summary.values())
+    lines = [f"decompress of `{qnt.name}` ({nbytes / 1e9:.2f} GB of output), {a.threads} threads, "
              f"{a.rounds} interleaved rounds, medians; commit {commit}, {doc['when']}, load average "
              f"{min(doc['load_avg_1m']):.1f}-{max(doc['load_avg_1m']):.1f} (2 shared cores, x86-64)", "",
              "| variant | wall s | of which final fsync s | MB/s | MB/s without the final fsync | peak anon MiB (max) |",
              "|---|---|---|---|---|---|"]
     for v, s in summary.items():
-        lines.append(f"| {v} | {s['wall_s']:.1f} | {s['sync_s']:.1f} | {s['mb_s']:.0f} | {s['mb_s_without_final_fsync']:.0f} | "
-                     f"{s['peak_anon_mib']:.0f} ({s['peak_anon_mib_max']:.0f}) |")
+        rates = f"{s['mb_s']:.0f} | {s['mb_s_without_final_fsync']:.0f}" if s["mb_s"] else "- | -"
+        lines.append(f"| {v} | {s['wall_s']:.1f} | {s['sync_s']:.1f} | {rates} | {s['peak_anon_mib']:.0f} ({s['peak_anon_mib_max']:.0f}) |")
     md = "\n".join(lines)
     print(md)
     if a.json:
