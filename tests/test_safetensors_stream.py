@@ -321,3 +321,32 @@ def test_a_tied_alias_safetensors_cannot_hold_is_one_error(tmp_path, rng):
     with pytest.raises(QntFormatError, match=r"m\.qnt: cannot be written as safetensors \(a tensor cannot be named '__metadata__'"):
         decompress(qnt, tmp_path / "out")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.qnt"]
+
+
+@pytest.mark.parametrize("refusal", ["einval", "short"])
+def test_stream_file_goes_on_buffered_when_direct_writes_fail(tmp_path, monkeypatch, refusal):
+    """A filesystem that takes O_DIRECT at open but refuses it at write (EINVAL), or a direct write cut short at
+    an unaligned length: the rest is written buffered and the file is still exact."""
+    import fcntl
+
+    if not getattr(os, "O_DIRECT", 0):
+        pytest.skip("no O_DIRECT on this OS")
+    real, seen = os.pwrite, []
+
+    def pwrite(fd, data, offset):
+        direct = bool(fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT)
+        seen.append(direct)
+        if direct and refusal == "einval":
+            raise OSError(errno.EINVAL, "Invalid argument")
+        if direct and refusal == "short" and len(data) > 5000:
+            return real(fd, bytes(memoryview(data)[:5000]), offset)  # 5000: not a multiple of the block size
+        return real(fd, data, offset)
+
+    size = 3 * 65536 + 123
+    data = np.random.default_rng(3).integers(0, 256, size, dtype=np.uint8)
+    monkeypatch.setattr(os, "pwrite", pwrite)
+    with outputs.StreamFile(tmp_path / "f", size, direct=True) as f:
+        assert f.direct
+        f.write(data)
+    assert not f.direct and seen[0] and not seen[-1]
+    assert (tmp_path / "f").read_bytes() == data.tobytes()

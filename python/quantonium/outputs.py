@@ -536,18 +536,22 @@ class StreamFile:
         self.chunk = self.chunk_size(self.size)
         self.written = 0
         self.sync_seconds = 0.0
-        self._error: OSError | None = None
+        self._error: Exception | None = None
         self._closed = False
         try:
             self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
         except OSError as e:
             raise OutputError(f"{self.shown}: cannot be created ({_describe(e)})") from None
-        self.direct = bool(DIRECT_IO if direct is None else direct) and self._set_direct(True)
         import mmap
 
         import numpy as np
 
-        self._maps = [mmap.mmap(-1, self.chunk) for _ in range(STREAM_BUFFERS)]  # page-aligned, as O_DIRECT needs
+        try:
+            self.direct = bool(DIRECT_IO if direct is None else direct) and self._set_direct(True)
+            self._maps = [mmap.mmap(-1, self.chunk) for _ in range(STREAM_BUFFERS)]  # page-aligned, as O_DIRECT needs
+        except BaseException:
+            os.close(self._fd)
+            raise
         self._views = [np.frombuffer(m, np.uint8) for m in self._maps]
         self._free: queue.SimpleQueue = queue.SimpleQueue()
         for i in range(STREAM_BUFFERS):
@@ -593,7 +597,7 @@ class StreamFile:
             try:
                 if self._error is None:
                     self._pwrite(i, n, off)
-            except OSError as e:
+            except Exception as e:  # kept for the caller; the thread goes on, returning buffers, until stopped
                 self._error = e
             finally:
                 self._free.put(i)
@@ -636,7 +640,8 @@ class StreamFile:
     def _raise(self) -> None:
         e = self._error
         if e is not None:
-            raise OutputError(f"{self.shown}: write failed ({_describe(e)})") from None
+            reason = _describe(e) if isinstance(e, OSError) else f"{type(e).__name__}: {e}"
+            raise OutputError(f"{self.shown}: write failed ({reason})") from None
 
     def _hand_over(self) -> None:
         """Gives the current buffer to the writer thread and takes a free one (waiting for it)."""
