@@ -15,7 +15,8 @@ Steps:
 - ``direct``: ``compress --codec direct --bits 4`` (per tensor), MB/s of fp32 source;
 - ``auto``: ``compress --codec auto --bits 4 --calibration builtin`` (sensitivities,
   curves, allocation, GPTQ), with the stage timings from its progress log;
-- ``decompress``: the direct file back to a safetensors folder, MB/s of fp32 output;
+- ``decompress``: the direct file back to a safetensors folder (the ``quantonium decompress``
+  command, its process's wall time: Python's start and imports included), MB/s of fp32 output;
 - ``load``: ``quantonium.load`` of the direct file into a transformers model, MB/s of fp32;
 - ``lossless``: our lossless codec against ZipNN (``zipnn`` on PyPI, its byte mode for
   float32, the same thread count) on every tensor of the model, in one process,
@@ -171,7 +172,8 @@ def main(argv=None) -> int:
                          d / f"{kind}-decompress.log")
             row["decompress"] = {**r, "mb_s": sb / 1e6 / r["seconds"]}
             subprocess.run(["rm", "-rf", str(dest)], check=True)
-            print(kind, "decompress", f"{r['seconds']:.1f} s", f"{row['decompress']['mb_s']:.0f} MB/s", flush=True)
+            print(kind, "decompress", f"{r['seconds']:.1f} s", f"{row['decompress']['mb_s']:.0f} MB/s",
+                  f"anon {r['peak_anon_mib']:.0f} MiB", flush=True)
         if "load" in steps:
             code = (f"import time, quantonium; t=time.perf_counter(); m,_=quantonium.load({str(out)!r}, threads={a.threads}); "
                     "print(time.perf_counter()-t)")
@@ -218,12 +220,16 @@ def _rate(x: dict) -> str:
     return f"{x['mb_s']:.0f}"
 
 
+def _rate_anon(x: dict) -> str:
+    return f"{x['mb_s']:.0f}, {x['peak_anon_mib']:.0f}"
+
+
 def table(doc: dict) -> str:
     lines = ["| model | fp32 source | direct 4 bpw: s (MB/s), peak anon MiB | auto+calibration 4 bpw: s, peak anon MiB | "
-             "decompress MB/s | load MB/s |", "|---|---|---|---|---|---|"]
+             "decompress: MB/s, peak anon MiB | load MB/s |", "|---|---|---|---|---|---|"]
     for r in doc["models"]:
         lines.append(f"| {r['model']} | {r['source_bytes'] / 1e9:.2f} GB | {_cell(r, 'direct', _direct)} | "
-                     f"{_cell(r, 'auto', _auto)} | {_cell(r, 'decompress', _rate)} | {_cell(r, 'load', _rate)} |")
+                     f"{_cell(r, 'auto', _auto)} | {_cell(r, 'decompress', _rate_anon)} | {_cell(r, 'load', _rate)} |")
     if any("lossless" in r for r in doc["models"]):
         lines += ["", "| model | ours: ratio, compress / decompress MB/s | ZipNN: ratio, compress / decompress MB/s |",
                   "|---|---|---|"]

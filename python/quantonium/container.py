@@ -570,6 +570,53 @@ class QntFile:
                 progress(out[n].nbytes)
         return out
 
+    def read_iter(self, names: list[str] | None = None, *, threads: int = 1,
+                  reserve: int = 0) -> Iterator[tuple[str, np.ndarray]]:
+        """Yields ``(name, array)`` for every tensor (or ``names``, in that order; a name may repeat),
+        ``threads`` tensors decoding at once, holding only what is in flight.
+
+        In flight: the tensors decoding, those decoded and waiting, and the one last yielded (the caller
+        holds it until it asks for the next). At most ``threads + 1`` wait or decode, and a tensor is
+        started only when it fits beside those in flight and ``reserve`` (what the caller holds beside)
+        within ``max_memory``; otherwise it waits for them to be consumed. Each read's working memory
+        counts what is in flight as held (with ``threads`` > 1, the temporaries of the decodes running
+        beside it are not counted: only their outputs). Refused at once (``QntLimitError``) when the
+        largest tensor and ``reserve`` alone exceed the limit. Close the iterator
+        (``contextlib.closing``) when leaving it early: decodes not started are cancelled, running
+        ones finish, nothing stays behind.
+        """
+        from collections import deque
+        from concurrent.futures import ThreadPoolExecutor
+
+        names = list(self._tensors) if names is None else list(names)
+        sizes = []
+        for n in names:
+            t = self.info(n)  # a KeyError naming the file for an unknown name
+            sizes.append(t["numel"] * itemsize(t["dtype"]))
+        if names:
+            big = max(range(len(names)), key=sizes.__getitem__)
+            self.require_memory(sizes[big] + reserve, f"decoding tensor {names[big]!r}"
+                                + (f" with {limits.format_size(reserve)} held beside it" if reserve else ""))
+        limit = self.max_memory - reserve
+        pending: deque = deque()  # (name, bytes, future), in order
+        held = 0  # bytes in flight, the caller's current tensor included
+        i = 0
+        with ThreadPoolExecutor(max(1, threads), thread_name_prefix="quantonium-decode") as pool:
+            try:
+                while i < len(names) or pending:
+                    while i < len(names) and len(pending) <= threads and (held == 0 or held + sizes[i] <= limit):
+                        pending.append((names[i], sizes[i], pool.submit(self.read, names[i], held=reserve + held)))
+                        held += sizes[i]
+                        i += 1
+                    name, nbytes, fut = pending.popleft()
+                    array = fut.result()
+                    yield name, array
+                    del array, fut
+                    held -= nbytes
+            finally:
+                for _, _, fut in pending:
+                    fut.cancel()
+
     def config(self) -> dict[str, Any]:
         """The embedded ``config.json`` parsed (``{}`` when there is none); a JSON object with a list of
         strings as ``architectures``, or ``QntFormatError``."""

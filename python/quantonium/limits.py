@@ -8,9 +8,10 @@ size). The reader therefore never lets a claim decide how much it allocates:
 **Memory limit.** Every decode computes, before allocating anything, the
 working memory it will need (the output and every temporary: symbol arrays,
 float32 copies, byte planes, complex spectra), and refuses when that exceeds
-the limit. Operations that hold a whole model (``decompress``, ``load``,
-``state_dict``) refuse when the model's tensors add up to more than the
-limit. The limit is, in order of precedence:
+the limit. Operations that hold a whole model (``load``, ``state_dict``)
+refuse when the model's tensors add up to more than the limit;
+``decompress`` streams, and counts the tensors in flight and its write
+buffers (``QntFile.read_iter``). The limit is, in order of precedence:
 
 1. the ``max_memory`` argument of :class:`quantonium.container.QntFile` /
    :func:`quantonium.open` (bytes, or a size such as ``"8G"``);

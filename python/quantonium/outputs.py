@@ -34,6 +34,10 @@ through this module:
    seconds (the instant between creating a temporary and locking it). Each
    new output removes the stale temporaries of its user in its folder. A
    temporary of a live process is never removed: it holds its lock.
+7. **Large files stream** (:class:`StreamFile`, inside an :class:`AtomicFolder`):
+   written front to back by a writer thread while the caller produces the
+   next bytes, with direct I/O where the filesystem allows it, so memory is
+   a few staging buffers and the final fsync has little left to do.
 
 Errors are :class:`OutputError` (a ``ValueError``): one line naming the path.
 """
@@ -55,16 +59,20 @@ from pathlib import Path
 from typing import IO, Any
 
 __all__ = [
+    "DIRECT_ALIGN",
+    "DIRECT_IO",
     "STALE_AFTER",
+    "STREAM_BUFFERS",
+    "STREAM_CHUNK",
     "TEMP_SUFFIX",
     "AtomicFile",
     "AtomicFolder",
     "OutputError",
+    "StreamFile",
     "Target",
     "check_file",
     "check_folder",
     "clean_stale",
-    "save_safetensors",
     "write_bytes",
     "write_plain",
     "write_text",
@@ -484,33 +492,248 @@ def write_plain(path: str | os.PathLike, data: bytes, *, shown_as: str | os.Path
     return p
 
 
-_OS_ERROR = re.compile(r"os error (\d+)|code: (\d+)")
+#: The most bytes a :class:`StreamFile` writes per call, and how many of its staging buffers there are.
+STREAM_CHUNK = 16 << 20
+STREAM_BUFFERS = 4
+#: Alignment of direct I/O (buffer address, file offset and length): a page, which every block size divides.
+DIRECT_ALIGN = 4096
+#: Whether a :class:`StreamFile` tries direct I/O (``O_DIRECT``) by default.
+DIRECT_IO = True
 
 
-def save_safetensors(tensors: dict[str, Any], path: str | os.PathLike, *, metadata: dict[str, str] | None = None,
-                     shown_as: str | os.PathLike | None = None) -> Path:
-    """``safetensors.torch.save_file`` inside an :class:`AtomicFolder` being filled; its errors (a full
-    disk, a file size limit) become one :class:`OutputError` naming the file (``shown_as``: its final
-    path) instead of a ``SafetensorError``."""
-    from safetensors import SafetensorError
-    from safetensors.torch import save_file
+class StreamFile:
+    """A large file inside an :class:`AtomicFolder` being filled, written front to back while the caller
+    produces the next bytes; the folder stays the atomic unit (its commit fsyncs and renames).
 
-    p = Path(path)
-    try:
-        save_file(tensors, str(p), metadata=metadata)
-    except OSError as e:
-        raise OutputError(f"{shown_as or p}: write failed ({_describe(e)})") from None
-    except SafetensorError as e:
-        msg = str(e)
-        m = _OS_ERROR.search(msg)
-        if m:
-            code = int(m.group(1) or m.group(2))
-            reason = _describe(OSError(code, os.strerror(code)))
+    :meth:`write` copies the bytes into page-aligned staging buffers (``STREAM_BUFFERS`` of at most
+    ``STREAM_CHUNK`` bytes: :meth:`staging_bytes`, whatever the file's size); a writer thread writes each
+    full buffer with ``os.pwrite`` while the caller fills the next, so producing the bytes and writing
+    them overlap, and at most the staging buffers are held here.
+
+    - ``direct`` (default :data:`DIRECT_IO`, where the OS has ``O_DIRECT`` and the filesystem accepts
+      it): the writes bypass the page cache, so the bytes go to the device as they are produced, the
+      machine's cache does not fill with gigabytes of dirty pages, and the final fsync has nothing left
+      to write back. The last, partial block is written padded and the file truncated to ``size``.
+    - Otherwise (tmpfs, a filesystem that refuses ``O_DIRECT``, ``direct=False``) the writes are
+      buffered, and each written buffer's writeback is started at once (``posix_fadvise`` with
+      ``POSIX_FADV_DONTNEED``, which starts writing dirty pages back and drops the clean ones), so the
+      final fsync waits for the tail, not for the whole file.
+
+    :meth:`close` checks that exactly ``size`` bytes were written, then fsyncs (``sync_seconds``: how
+    long that took). A failed write (a full disk, a file size limit) is one :class:`OutputError` naming
+    the file (``shown_as``: its final path), raised by the next :meth:`write` or by :meth:`close`;
+    :meth:`abort` stops the writer thread and closes the file (the folder's abort removes it).
+    """
+
+    def __init__(self, path: str | os.PathLike, size: int, *, shown_as: str | os.PathLike | None = None,
+                 direct: bool | None = None) -> None:
+        import queue
+        import threading
+
+        self.path = Path(path)
+        self.shown = Path(shown_as) if shown_as is not None else self.path
+        self.size = int(size)
+        self.chunk = self.chunk_size(self.size)
+        self.written = 0
+        self.sync_seconds = 0.0
+        self._error: Exception | None = None
+        self._closed = False
+        try:
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+        except OSError as e:
+            raise OutputError(f"{self.shown}: cannot be created ({_describe(e)})") from None
+        import mmap
+
+        import numpy as np
+
+        try:
+            self.direct = bool(DIRECT_IO if direct is None else direct) and self._set_direct(True)
+            self._maps = [mmap.mmap(-1, self.chunk) for _ in range(STREAM_BUFFERS)]  # page-aligned, as O_DIRECT needs
+        except BaseException:
+            os.close(self._fd)
+            raise
+        self._views = [np.frombuffer(m, np.uint8) for m in self._maps]
+        self._free: queue.SimpleQueue = queue.SimpleQueue()
+        for i in range(STREAM_BUFFERS):
+            self._free.put(i)
+        self._full: queue.Queue = queue.Queue()
+        self._buf = self._free.get()
+        self._fill = 0
+        self._offset = 0  # file offset of the current buffer
+        self._thread = threading.Thread(target=self._run, name="quantonium-writer", daemon=True)
+        self._thread.start()
+
+    @staticmethod
+    def chunk_size(size: int) -> int:
+        """Bytes per staging buffer for a file of ``size`` bytes: a sixteenth of it rounded up to a page,
+        at most :data:`STREAM_CHUNK` (a small file does not need 64 MiB of buffers)."""
+        per = -(-max(size, 1) // 16)
+        return min(STREAM_CHUNK, -(-per // DIRECT_ALIGN) * DIRECT_ALIGN)
+
+    @classmethod
+    def staging_bytes(cls, size: int) -> int:
+        """The memory a :class:`StreamFile` of ``size`` bytes holds: its staging buffers."""
+        return STREAM_BUFFERS * cls.chunk_size(size)
+
+    def _set_direct(self, on: bool) -> bool:
+        """Turns O_DIRECT on or off for the open file; False when the OS or the filesystem refuses it."""
+        flag = getattr(os, "O_DIRECT", 0)
+        if not flag:
+            return False
+        try:
+            fl = fcntl.fcntl(self._fd, fcntl.F_GETFL)
+            fcntl.fcntl(self._fd, fcntl.F_SETFL, (fl | flag) if on else (fl & ~flag))
+        except OSError:
+            return False
+        return on
+
+    # --- the writer thread ---------------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            item = self._full.get()
+            if item is None:
+                return
+            i, n, off = item
+            try:
+                if self._error is None:
+                    self._pwrite(i, n, off)
+            except Exception as e:  # kept for the caller; the thread goes on, returning buffers, until stopped
+                self._error = e
+            finally:
+                self._free.put(i)
+
+    def _pwrite(self, i: int, n: int, off: int) -> None:
+        with memoryview(self._maps[i]) as view:  # released even when a write fails
+            done = 0
+            if self.direct:
+                n_io = -(-n // DIRECT_ALIGN) * DIRECT_ALIGN  # the last block padded (the file is truncated at close)
+                try:
+                    while done < n_io:
+                        k = os.pwrite(self._fd, view[done:n_io], off + done)
+                        if k <= 0:
+                            raise OSError(errno.EIO, "short write")
+                        done += k
+                        if done % DIRECT_ALIGN and done < n_io:
+                            break  # a short write left an unaligned rest
+                except OSError as e:
+                    if e.errno != errno.EINVAL:
+                        raise
+                if done >= n_io:
+                    return
+                self.direct = self._set_direct(False)  # refused at write though accepted at open, or a short write
+                done = min(done, n)
+            self._pwrite_buffered(view, done, n, off)
+
+    def _pwrite_buffered(self, view: memoryview, a: int, b: int, off: int) -> None:
+        while a < b:
+            k = os.pwrite(self._fd, view[a:b], off + a)
+            if k <= 0:
+                raise OSError(errno.EIO, "short write")
+            a += k
+        if hasattr(os, "posix_fadvise") and b:
+            try:  # start the writeback of what was just written (and drop what is clean)
+                os.posix_fadvise(self._fd, off, b, os.POSIX_FADV_DONTNEED)
+            except OSError:
+                pass
+
+    # --- the caller's side -----------------------------------------------------------------
+    def _raise(self) -> None:
+        e = self._error
+        if e is not None:
+            reason = _describe(e) if isinstance(e, OSError) else f"{type(e).__name__}: {e}"
+            raise OutputError(f"{self.shown}: write failed ({reason})") from None
+
+    def _hand_over(self) -> None:
+        """Gives the current buffer to the writer thread and takes a free one (waiting for it)."""
+        self._full.put((self._buf, self._fill, self._offset))
+        self._offset += self._fill
+        self._fill = 0
+        self._buf = self._free.get()
+        self._raise()
+
+    def write(self, data: Any) -> None:
+        """Appends ``data`` (bytes or a C-contiguous array; copied, so it may be freed on return)."""
+        import numpy as np
+
+        if self._closed:
+            raise ValueError(f"{self.shown}: write to a closed StreamFile")
+        self._raise()
+        src = np.frombuffer(data, np.uint8) if isinstance(data, (bytes, bytearray, memoryview)) else \
+            np.ascontiguousarray(data).reshape(-1).view(np.uint8)
+        if self.written + src.size > self.size:
+            raise ValueError(f"{self.shown}: {self.written + src.size} bytes written, more than the {self.size} announced")
+        pos = 0
+        while pos < src.size:
+            k = min(self.chunk - self._fill, src.size - pos)
+            self._views[self._buf][self._fill : self._fill + k] = src[pos : pos + k]  # numpy copies without the GIL
+            self._fill += k
+            pos += k
+            if self._fill == self.chunk:
+                self._hand_over()
+        self.written += src.size
+
+    def close(self) -> Path:
+        """Writes what is left, checks the size, fsyncs and closes the file."""
+        if self._closed:
+            return self.path
+        if self.written != self.size:
+            self.abort()
+            raise ValueError(f"{self.shown}: {self.written} bytes written, {self.size} announced")
+        try:
+            if self._fill:
+                self._full.put((self._buf, self._fill, self._offset))
+                self._offset += self._fill
+                self._fill = 0
+            self._stop()
+            self._raise()
+            if os.fstat(self._fd).st_size != self.size:  # the padding of the last direct write
+                os.ftruncate(self._fd, self.size)
+            t0 = time.perf_counter()
+            os.fsync(self._fd)
+            self.sync_seconds = time.perf_counter() - t0
+        except OSError as e:
+            self.abort()
+            raise OutputError(f"{self.shown}: write failed ({_describe(e)})") from None
+        except BaseException:
+            self.abort()
+            raise
+        self._release()
+        return self.path
+
+    def _stop(self) -> None:
+        if self._thread.is_alive():
+            self._full.put(None)
+            self._thread.join()
+
+    def _release(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        os.close(self._fd)
+        self._views = []
+        for m in self._maps:
+            try:
+                m.close()
+            except BufferError:  # a view still held by a traceback: freed with it
+                pass
+        self._maps = []
+
+    def abort(self) -> None:
+        """Stops the writer thread and closes the file (what was written stays, for the folder's abort)."""
+        if self._closed:
+            return
+        self._error = self._error or OSError(errno.ECANCELED, "aborted")  # the thread skips what is queued
+        self._stop()
+        self._release()
+
+    def __enter__(self) -> StreamFile:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
         else:
-            reason = (msg.strip().splitlines() or ["safetensors error"])[0][:200]
-        raise OutputError(f"{shown_as or p}: write failed ({reason})") from None
-    os.chmod(p, 0o666 & ~_umask())  # safetensors creates its file 0600
-    return p
+            self.abort()
 
 
 class AtomicFolder:

@@ -13,9 +13,9 @@ import numpy as np
 
 from . import __version__
 from .compress import CompressResult, compress
-from .container import QntFile
+from .container import QntFile, QntFormatError
 from .filenames import module_dir_path, module_dirs, target_path
-from .outputs import AtomicFolder, save_safetensors, write_plain
+from .outputs import AtomicFolder, write_plain
 
 __all__ = ["CompressResult", "compress", "decompress", "load", "state_dict"]
 
@@ -33,18 +33,26 @@ def decompress(path: str | Path, outdir: str | Path, *, threads: int = 1, progre
     """Writes an HF folder (config, tokenizer files, model.safetensors) that transformers loads unchanged.
 
     The folder is written by the rules of :mod:`quantonium.outputs` (a new or
-    empty folder, filled under a temporary name and renamed when complete);
-    the tensors and their untied copies must fit in the file's memory limit
-    (safetensors >= 0.8 writes from the tensors' memory, without a copy).
+    empty folder, filled under a temporary name and renamed when complete).
+    ``model.safetensors`` is streamed (:mod:`quantonium.safetensors_stream`):
+    its header comes from the checked index, then each tensor is written as
+    soon as it is decoded (``threads`` decoding at once) while the disk writes
+    the previous ones, so memory is the tensors in flight and the write
+    buffers, never the model; both count against the file's memory limit
+    (:meth:`QntFile.read_iter`). The file is the one
+    ``safetensors.torch.save_file`` writes for the same tensors (same order,
+    same header; the untied copies of an untied model as tensors of their
+    own, decoded again where they fall in the file).
     Every embedded file comes back byte for byte, sentence-transformers module
     files in their folders (``1_Pooling/config.json``), and the module folders
     that ``modules.json`` lists are made even when they hold no file
     (``2_Normalize``), so that the folder also loads with sentence-transformers.
-    ``progress``: byte bars on stderr (``decode``, then ``write``).
+    ``progress``: a byte bar on stderr (``decode+write``, bytes of model.safetensors).
     """
-    import torch
+    from contextlib import closing
 
     from .compress.progress import Progress
+    from .safetensors_stream import SafetensorsWriter, layout
 
     prog = Progress(progress)
     with QntFile(path) as f, AtomicFolder(outdir, inputs=[path]) as out:
@@ -56,19 +64,24 @@ def decompress(path: str | Path, outdir: str | Path, *, threads: int = 1, progre
             for d in module_dirs(f.file("modules.json")):
                 module_dir_path(out.path, d).mkdir(exist_ok=True)
         tie = bool(f.config().get("tie_word_embeddings", True)) if "config.json" in f.file_names else False
-        copies = {} if tie else dict(f.model.get("tied") or {})  # an untied model needs its copies written out
-        with prog.stage("decode", f.decoded_bytes()) as update:
-            arrays = f.read_all(nthreads=threads, reserve=f.decoded_bytes(list(copies.values())), progress=update)
-        tensors = {n: (torch.from_numpy(a.view(np.int16)).view(torch.bfloat16) if a.dtype.name == "bfloat16" else torch.from_numpy(a))
-                   for n, a in arrays.items()}
-        for alias, canon in copies.items():
-            tensors[alias] = tensors[canon].clone()
-        nbytes = sum(t.numel() * t.element_size() for t in tensors.values())
-        with prog.stage("write", nbytes) as update:  # one call into safetensors: the bar completes when it returns
-            update.note("model.safetensors")
-            save_safetensors(tensors, out.path / "model.safetensors", metadata={"format": "pt", "quantonium": __version__},
-                             shown_as=out.shown(out.path / "model.safetensors"))
-            update(nbytes)
+        source = {n: n for n in f}  # tensor in the safetensors file -> stored tensor that holds it
+        if not tie:  # an untied model needs its copies written out
+            source.update(f.model.get("tied") or {})
+        try:  # names, dtypes and shapes from the checked index; a tied alias named "__metadata__" cannot be written
+            lay = layout(((n, f.info(s)["dtype"], tuple(f.info(s)["shape"])) for n, s in source.items()),
+                         metadata={"format": "pt", "quantonium": __version__})
+        except ValueError as e:
+            raise QntFormatError(f"{f.path}: cannot be written as safetensors ({e})") from None
+        dest = out.path / "model.safetensors"
+        with SafetensorsWriter(dest, lay, shown_as=out.shown(dest)) as w, prog.stage("decode+write", lay.size) as update:
+            update(len(lay.head))
+            decoded = f.read_iter([source[s.name] for s in lay.slots], threads=threads, reserve=w.staging_bytes(lay))
+            with closing(decoded):
+                for slot, (_, array) in zip(lay.slots, decoded):
+                    w.add(slot.name, array)
+                    del array
+                    update(slot.nbytes)
+                    update.note(slot.name)
     return Path(outdir)
 
 

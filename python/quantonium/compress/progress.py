@@ -4,8 +4,9 @@ Stages and their units: ``calibrate`` (tokens through the model, forward and
 backward), ``curves`` (bytes of tensors measured), ``encode`` (bytes of
 source tensors coded; for calibrated runs GPTQ is inside this stage and its
 cost follows the tensors' bytes), ``grams+encode``. Outside ``compress``:
-``decode`` (bytes of tensors decoded: ``decompress``, ``eval``'s and the
-inventory's model loads), ``verify`` (bytes checksummed), ``perplexity`` /
+``decode`` (bytes of tensors decoded: ``eval``'s and the inventory's model
+loads), ``decode+write`` (bytes of ``model.safetensors`` written by
+``decompress``, which decodes and writes at once), ``verify`` (bytes checksummed), ``perplexity`` /
 ``embeddings`` (tokens through the original and the compressed model,
 ``eval``). A bar is drawn only when progress is on (the CLI turns it off for
 ``--quiet``, and for ``--json`` when stderr is not a terminal: :func:`wanted`),
