@@ -350,3 +350,16 @@ def test_stream_file_goes_on_buffered_when_direct_writes_fail(tmp_path, monkeypa
         f.write(data)
     assert not f.direct and seen[0] and not seen[-1]
     assert (tmp_path / "f").read_bytes() == data.tobytes()
+
+
+@pytest.mark.parametrize("value, want", [("0", False), ("off", False), ("1", True), (None, True)])
+def test_direct_io_can_be_turned_off_from_the_environment(value, want):
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "QUANTONIUM_DIRECT_IO"}
+    if value is not None:
+        env["QUANTONIUM_DIRECT_IO"] = value
+    r = subprocess.run([sys.executable, "-c", "import quantonium.outputs as o; print(o.DIRECT_IO)"], env=env,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0 and r.stdout.strip() == str(want), r.stderr

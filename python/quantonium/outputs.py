@@ -497,8 +497,9 @@ STREAM_CHUNK = 16 << 20
 STREAM_BUFFERS = 4
 #: Alignment of direct I/O (buffer address, file offset and length): a page, which every block size divides.
 DIRECT_ALIGN = 4096
-#: Whether a :class:`StreamFile` tries direct I/O (``O_DIRECT``) by default.
-DIRECT_IO = True
+#: Whether a :class:`StreamFile` tries direct I/O (``O_DIRECT``) by default; the environment variable
+#: ``QUANTONIUM_DIRECT_IO=0`` turns it off (buffered writes, the file left in the page cache).
+DIRECT_IO = os.environ.get("QUANTONIUM_DIRECT_IO", "1").strip().lower() not in ("0", "no", "false", "off")
 
 
 class StreamFile:
