@@ -12,17 +12,20 @@ system when freed, so a pass that needs 100 MiB at a time leaves the process
 1-2 GiB larger (measured on GPT-Neo 1.3B: a checkpointed forward pass peaked
 at 1193 MiB of anonymous memory instead of 512 MiB). ``bounded_allocator()``
 fixes the threshold (``mallopt(M_MMAP_THRESHOLD)``, which also turns the
-dynamic adjustment off) at ``MMAP_THRESHOLD`` = 4 MiB: larger blocks are
+dynamic adjustment off) at ``MMAP_THRESHOLD`` = 1 MiB: larger blocks are
 mapped and unmapped individually, smaller ones come from the heap, and the
 passes that run a model call ``trim()`` (``malloc_trim``) after each window
 or block, which returns the heap's free pages. The threshold was 128 KiB
 until this was measured: every activation buffer above it was a fresh
 mapping whose pages the kernel faults in and zeroes, and SmolLM2-135M's
-sensitivity pass (8 windows of 256 tokens) took 23.9 s with 6.6 million
-page faults, 14.4 s with 1.7 million at 4 MiB, and ended at the same
-anonymous memory after a trim (874 MiB). It is called by the commands that
-run models (compress with calibration, eval). It is a no-op where glibc is
-not the allocator.
+sensitivity pass (8 windows of 256 tokens) took 20-24 s with 6.6 million
+page faults, 16.7-17.4 s with 2.3-2.6 million at 1 MiB and 14.4-18.2 s at
+4 MiB. 4 MiB cost GPT-Neo 1.3B's calibrated compress 500 MiB more peak
+(1980 MiB at 8192 tokens; the 2-8 MiB activations of its 2048- and
+8192-wide layers then came from the heap, fragmented); 1 MiB keeps them
+mapped (1276 MiB peak at 512 tokens, calibrate 749 MiB where 4 MiB gave 1109).
+It is called by the commands that run models (compress with calibration).
+It is a no-op where glibc is not the allocator.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ __all__ = ["MMAP_THRESHOLD", "PeakSampler", "bounded_allocator", "peak_rss_mib",
 
 _M_MMAP_THRESHOLD = -3
 #: Blocks at least this large are mapped individually (module docstring).
-MMAP_THRESHOLD = 4 << 20
+MMAP_THRESHOLD = 1 << 20
 _done = False
 
 
