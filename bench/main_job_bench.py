@@ -80,7 +80,7 @@ def main() -> int:
                             capture_output=True, text=True, timeout=3600)
         if ev.returncode != 0:
             raise SystemExit(f"main_job_bench: eval failed: {ev.stderr[-2000:]}")
-        fidelity = json.loads(ev.stdout.strip().splitlines()[-1])
+        fidelity = json.loads(ev.stdout[ev.stdout.index("{"):])
     sizes = {r["file_bytes"] for r in rounds}
     med = statistics.median(r["seconds"] for r in rounds)
     mid = sorted(rounds, key=lambda r: r["seconds"])[len(rounds) // 2]
