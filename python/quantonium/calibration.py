@@ -404,7 +404,6 @@ class _Grams:
                 a[1] = -1
             self.on_gram(n, a[0], self.eligible[n][1] == "Conv1D")
             done.append(n)
-            del a
         trim()
         return done
 
@@ -539,10 +538,10 @@ def _sweep_blocks(model, chunks: list, blocks: list, grams: _Grams) -> None:
                 if i + 1 < len(blocks):
                     stops.pop().remove()
             blocks[i].forward = replay  # from now on, this block gives its stored output
-            if i == 0:
-                outside -= set(grams.hand_over(sorted(outside)))  # modules before the first block
-            grams.hand_over(sorted(inside[i], key=list(grams.eligible).index)
-                            + (sorted(outside, key=list(grams.eligible).index) if i == last else []))
+            if i == 0:  # modules before the first block
+                outside -= set(grams.hand_over([n for n in grams.eligible if n in outside]))
+            now = inside[i] | (outside if i == last else set())
+            grams.hand_over([n for n in grams.eligible if n in now])  # in call order
     finally:
         for b in blocks:
             b.__dict__.pop("forward", None)
