@@ -1,6 +1,6 @@
 """Calibrated compression, loading and eval on every architecture family the pipeline accepts (issue 9).
 
-Tiny random models (a few layers, width 64) of GPT-2, GPT-Neo, Llama, Gemma 3
+Tiny random models (a few layers, width 64) of GPT-2, GPT-Neo, Llama, Gemma 3, OPT
 (tied embeddings, per-head q/k norms), Qwen2, BERT and MPNet, encoders with
 and without a task head (masked-LM heads are what many sentence-transformers
 exports name in their config), each saved with a small trained tokenizer:
@@ -42,6 +42,8 @@ def families():
                                                                  max_position_embeddings=128, sliding_window=16, **small)),
         "qwen2": lambda: T.Qwen2ForCausalLM(T.Qwen2Config(num_hidden_layers=2, num_key_value_heads=2,
                                                           max_position_embeddings=128, **small)),
+        "opt": lambda: T.OPTForCausalLM(T.OPTConfig(num_hidden_layers=2, hidden_size=64, ffn_dim=128, num_attention_heads=4,
+                                                    word_embed_proj_dim=64, vocab_size=V, max_position_embeddings=128)),
         "bert": lambda: T.BertModel(T.BertConfig(num_hidden_layers=2, max_position_embeddings=128, **small)),
         "bert-mlm": lambda: T.BertForMaskedLM(T.BertConfig(num_hidden_layers=2, max_position_embeddings=128, **small)),
         "mpnet": lambda: T.MPNetModel(T.MPNetConfig(num_hidden_layers=2, max_position_embeddings=130, **small)),

@@ -239,6 +239,8 @@ def measure(model, tok, text: str | None = None, *, data: CalibrationData | None
             if not phase["forward"]:
                 return None  # a checkpointed block being recomputed: already counted
             x = inp[0]
+            if kind == "Embedding" and (x.is_floating_point() or x.is_complex()):
+                return None  # an Embedding subclass fed something else (OPT's positions get the mask): no lookup to count
             st = acc.setdefault(key, {"x": 0.0, "g": 0.0, "n": 0, "kind": kind, "mod": mod})
             if kind == "Embedding":
                 st["x"] = st["x"] + torch.bincount(x.reshape(-1), minlength=mod.num_embeddings).double()
